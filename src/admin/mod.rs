@@ -1,0 +1,82 @@
+//! The admin listener, on its own address and never the public one:
+//!
+//! | path       | answer                                                    |
+//! |------------|-----------------------------------------------------------|
+//! | `/metrics` | Prometheus text format (the default registry)             |
+//! | `/healthz` | 200 while the process is alive                            |
+//! | `/readyz`  | 200 when ready for traffic, 503 once draining             |
+//! | `/`        | a status page for people: pools, backend health, routes   |
+//!
+//! Only GET and HEAD are served; nothing here changes state.
+
+mod status_page;
+
+use crate::lifecycle;
+use crate::metrics;
+use crate::runtime::Snapshot;
+use async_trait::async_trait;
+use http::{Response, StatusCode};
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use std::sync::Arc;
+
+pub struct AdminApp {
+    snap: Arc<Snapshot>,
+}
+
+impl AdminApp {
+    pub fn new(snap: Arc<Snapshot>) -> AdminApp {
+        AdminApp { snap }
+    }
+}
+
+fn reply(status: StatusCode, content_type: &str, body: impl Into<Vec<u8>>) -> Response<Vec<u8>> {
+    let body = body.into();
+    Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .header("content-length", body.len())
+        .header("cache-control", "no-store")
+        .body(body)
+        .unwrap_or_default()
+}
+
+#[async_trait]
+impl ServeHttp for AdminApp {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let req = session.req_header();
+        let head = req.method == http::Method::HEAD;
+        if req.method != http::Method::GET && !head {
+            let mut r = reply(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "text/plain",
+                "method not allowed\n",
+            );
+            r.headers_mut()
+                .insert("allow", http::HeaderValue::from_static("GET, HEAD"));
+            return r;
+        }
+        let mut resp = match req.uri.path() {
+            "/metrics" => reply(
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                metrics::render(),
+            ),
+            "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n"),
+            "/readyz" if lifecycle::is_draining() => {
+                reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "draining\n")
+            }
+            "/readyz" => reply(StatusCode::OK, "text/plain", "ready\n"),
+            "/" | "/status" => reply(
+                StatusCode::OK,
+                "text/html; charset=utf-8",
+                status_page::render(&self.snap),
+            ),
+            _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
+        };
+        if head {
+            resp.body_mut().clear();
+        }
+        resp
+    }
+}

@@ -1,0 +1,75 @@
+//! Composition root: turns a runtime snapshot into a Pingora server with its
+//! services. Nothing here starts a thread; `run_forever` (which may fork)
+//! starts everything.
+//!
+//! Services:
+//! * the proxy, once for plain listeners and once for `h2c` listeners (h2c is a
+//!   property of a Pingora proxy service, not of a listener);
+//! * the admin listener;
+//! * one health-check loop per pool that has a health check;
+//! * the phase watcher that flips `/readyz` when draining.
+
+use crate::admin::AdminApp;
+use crate::lifecycle::PhaseWatcher;
+use crate::proxy::{CountConnections, Edge};
+use crate::runtime::Snapshot;
+use pingora::apps::HttpServerOptions;
+use pingora::proxy::http_proxy;
+use pingora::server::configuration::Opt;
+use pingora::server::Server;
+use pingora::services::background::GenBackgroundService;
+use pingora::services::listening::Service;
+use std::sync::Arc;
+
+/// Builds the server. Call only after the config was validated; with `-u`
+/// this waits to receive the listening sockets of the previous generation.
+pub fn build(opt: Opt, mut snap: Snapshot) -> Server {
+    let conf = std::mem::take(&mut snap.server);
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    server.bootstrap();
+    let phases = server.watch_execution_phase();
+    let conf = server.configuration.clone();
+    let snap = Arc::new(snap);
+
+    for h2c in [false, true] {
+        let addrs: Vec<_> = snap.listeners.iter().filter(|l| l.h2c == h2c).collect();
+        if addrs.is_empty() {
+            continue;
+        }
+        let mut proxy = http_proxy(&conf, Edge::new(snap.clone()));
+        if h2c {
+            let mut options = HttpServerOptions::default();
+            options.h2c = true;
+            proxy.server_options = Some(options);
+        }
+        let name = if h2c {
+            "parapet proxy (h2c)"
+        } else {
+            "parapet proxy"
+        };
+        let mut service = Service::new(name.to_string(), CountConnections(Arc::new(proxy)));
+        for l in addrs {
+            service.add_tcp(&l.addr.to_string());
+        }
+        server.add_service(service);
+    }
+
+    if let Some(addr) = snap.admin {
+        let mut admin = Service::new("parapet admin".to_string(), AdminApp::new(snap.clone()));
+        admin.add_tcp(&addr.to_string());
+        admin.threads = Some(1);
+        server.add_service(admin);
+    }
+
+    for pool in snap.pools.iter() {
+        if let Some(service) = pool.health_service() {
+            server.add_boxed_service(service);
+        }
+    }
+
+    server.add_service(GenBackgroundService::new(
+        "parapet phase watcher".to_string(),
+        Arc::new(PhaseWatcher::new(phases)),
+    ));
+    server
+}

@@ -1,0 +1,267 @@
+//! The config file's schema: what an operator writes, as serde types.
+//!
+//! Every struct rejects unknown keys. Values that need checking beyond their
+//! YAML type (addresses, durations, sizes, CIDRs, cross-references) stay strings
+//! here and are checked when the runtime snapshot is built, so that all such
+//! errors are reported together with their paths. conf/parapet.yaml documents
+//! every key with its default.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// Process settings, a checked subset of Pingora's `ServerConf`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    /// Worker threads per service; default: the number of CPUs.
+    pub threads: Option<usize>,
+    pub pid_file: String,
+    pub upgrade_sock: String,
+    /// How long the old generation keeps serving in-flight requests after a handoff
+    /// or SIGTERM (Pingora's default is 300 s).
+    pub grace_period_seconds: u64,
+    /// Hard stop after the grace period.
+    pub graceful_shutdown_timeout_seconds: u64,
+    pub error_log: Option<String>,
+    pub daemon: bool,
+    pub user: Option<String>,
+    pub group: Option<String>,
+    pub work_stealing: bool,
+    /// Idle upstream connections kept per process.
+    pub upstream_keepalive_pool_size: usize,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            threads: None,
+            pid_file: "/tmp/parapet.pid".into(),
+            upgrade_sock: "/tmp/parapet_upgrade.sock".into(),
+            grace_period_seconds: 10,
+            graceful_shutdown_timeout_seconds: 5,
+            error_log: None,
+            daemon: false,
+            user: None,
+            group: None,
+            work_stealing: true,
+            upstream_keepalive_pool_size: 128,
+        }
+    }
+}
+
+/// One public listening socket.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// `"127.0.0.1:8080"`, `"0.0.0.0:80"`, `"[::]:80"`.
+    pub address: String,
+    /// Also accept cleartext HTTP/2 with prior knowledge.
+    #[serde(default)]
+    pub h2c: bool,
+}
+
+/// A named pool of origin servers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    pub backends: Vec<BackendConfig>,
+    #[serde(default)]
+    pub selection: Selection,
+    /// Only for `consistent_hash`: `uri`, `path`, `client_ip`, `header:NAME`, `cookie:NAME`.
+    pub hash_key: Option<String>,
+    pub health_check: Option<HealthCheckConfig>,
+    #[serde(default)]
+    pub timeouts: TimeoutsConfig,
+    /// Extra attempts on other backends after a failure to connect.
+    #[serde(default = "default_retries")]
+    pub retries: usize,
+}
+
+fn default_retries() -> usize {
+    2
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Selection {
+    #[default]
+    RoundRobin,
+    ConsistentHash,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendConfig {
+    /// `host:port`; a host name is resolved when the config is loaded.
+    pub address: String,
+    #[serde(default = "default_weight")]
+    pub weight: usize,
+    /// Free-form label (a data centre, a zone); reported in metrics.
+    pub region: Option<String>,
+}
+
+fn default_weight() -> usize {
+    1
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthCheckKind {
+    #[default]
+    Http,
+    Tcp,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthCheckConfig {
+    pub kind: HealthCheckKind,
+    /// HTTP only: the path requested.
+    pub path: String,
+    /// HTTP only: the status that counts as healthy.
+    pub expect_status: u16,
+    /// HTTP only: the Host header sent; default: the backend address.
+    pub host: Option<String>,
+    pub interval: String,
+    pub timeout: String,
+    /// Consecutive successes that bring an unhealthy backend back.
+    pub healthy_threshold: usize,
+    /// Consecutive failures that take a healthy backend out.
+    pub unhealthy_threshold: usize,
+}
+
+impl Default for HealthCheckConfig {
+    fn default() -> Self {
+        HealthCheckConfig {
+            kind: HealthCheckKind::Http,
+            path: "/".into(),
+            expect_status: 200,
+            host: None,
+            interval: "5s".into(),
+            timeout: "1s".into(),
+            healthy_threshold: 2,
+            unhealthy_threshold: 3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimeoutsConfig {
+    pub connect: String,
+    /// Longest wait for any one read from the origin (headers or a body chunk).
+    pub read: String,
+    pub write: String,
+    /// How long an idle upstream connection is kept for reuse.
+    pub idle: String,
+}
+
+impl Default for TimeoutsConfig {
+    fn default() -> Self {
+        TimeoutsConfig {
+            connect: "2s".into(),
+            read: "30s".into(),
+            write: "30s".into(),
+            idle: "60s".into(),
+        }
+    }
+}
+
+/// One entry of the ordered route table; the first match wins.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Label in metrics and logs; default `route<index>`.
+    pub name: Option<String>,
+    #[serde(rename = "match", default)]
+    pub matcher: MatchConfig,
+    pub upstream: String,
+    /// Remove the matched `path_prefix` before forwarding.
+    #[serde(default)]
+    pub strip_prefix: bool,
+    #[serde(default)]
+    pub request_headers: HeaderRulesConfig,
+    #[serde(default)]
+    pub response_headers: HeaderRulesConfig,
+    pub cache: Option<RouteCacheConfig>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchConfig {
+    /// `example.com` or `*.example.com`; absent matches every host.
+    pub host: Option<String>,
+    pub path_prefix: Option<String>,
+    /// Exact path (query excluded).
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderRulesConfig {
+    /// Headers set (replacing any value already there).
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    /// Header names removed.
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+/// Per-route cache policy (the cache itself arrives with the edge-cache work).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteCacheConfig {
+    #[serde(default)]
+    pub enabled: bool,
+}
+
+/// Cache storage (see [`RouteCacheConfig`]).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    pub memory: Option<MemoryCacheConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryCacheConfig {
+    pub max_size: String,
+}
+
+/// What the edge adds to and removes from proxied messages.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForwardingConfig {
+    /// Peers (CIDRs) whose `X-Forwarded-For` and request id are believed.
+    pub trusted_proxies: Vec<String>,
+    /// Name of the request id header sent to origins and returned to clients.
+    pub request_id_header: String,
+    /// Origin response headers removed before the client sees them.
+    pub hide_response_headers: Vec<String>,
+    /// Add an RFC 7239 `Forwarded` header too.
+    pub forwarded: bool,
+    /// Value of a `Via` header added both ways (`1.1 <via>`); none by default.
+    pub via: Option<String>,
+    /// `Server` header on responses; none by default.
+    pub server_header: Option<String>,
+}
+
+impl Default for ForwardingConfig {
+    fn default() -> Self {
+        ForwardingConfig {
+            trusted_proxies: Vec::new(),
+            request_id_header: "X-Request-Id".into(),
+            hide_response_headers: vec!["Server".into(), "X-Powered-By".into()],
+            forwarded: false,
+            via: None,
+            server_header: None,
+        }
+    }
+}
+
+/// The admin listener: metrics, health, status.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    pub address: String,
+}

@@ -1,0 +1,312 @@
+//! Forwarding hygiene: what the edge tells origins about the client, and what
+//! it hides from clients about the origins.
+//!
+//! * `X-Forwarded-For`: a client's own value is kept (and appended to) only when
+//!   the direct peer is a trusted proxy; otherwise it is replaced by the peer.
+//! * `X-Forwarded-Proto` / `X-Forwarded-Host`: likewise kept from trusted peers,
+//!   otherwise set from what this edge saw.
+//! * The request id: kept from a trusted peer if well-formed, otherwise generated.
+//! * Origin response headers named in `hide_response_headers` are removed.
+
+pub mod request_id;
+
+use crate::cidr::{Cidr, CidrSet};
+use crate::config::{ConfigErrors, ForwardingConfig};
+use http::header::{HeaderName, HeaderValue};
+use pingora::http::{RequestHeader, ResponseHeader};
+use std::net::IpAddr;
+use std::str::FromStr;
+
+pub use request_id::RequestIdGenerator;
+
+const XFF: &str = "x-forwarded-for";
+const XFP: &str = "x-forwarded-proto";
+const XFH: &str = "x-forwarded-host";
+
+/// The built forwarding policy.
+pub struct Forwarding {
+    trusted: CidrSet,
+    pub request_id_header: HeaderName,
+    hide: Vec<HeaderName>,
+    forwarded: bool,
+    via: Option<HeaderValue>,
+    server_header: Option<HeaderValue>,
+    ids: RequestIdGenerator,
+}
+
+/// What the edge knows about the client side of one request.
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    /// The direct TCP peer.
+    pub peer: IpAddr,
+    /// Whether `peer` is a trusted proxy.
+    pub peer_trusted: bool,
+    /// The client as best known: `peer`, or from a trusted `X-Forwarded-For`.
+    pub ip: IpAddr,
+    /// `http` or `https` as seen by this edge.
+    pub scheme: &'static str,
+}
+
+impl Forwarding {
+    pub fn build(cfg: &ForwardingConfig, errs: &mut ConfigErrors) -> Forwarding {
+        let mut nets = Vec::new();
+        for (i, text) in cfg.trusted_proxies.iter().enumerate() {
+            match Cidr::from_str(text) {
+                Ok(n) => nets.push(n),
+                Err(e) => errs.push(format!("forwarding.trusted_proxies[{i}]"), e),
+            }
+        }
+        let header_name = |path: String, name: &str, errs: &mut ConfigErrors| {
+            HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| errs.push(path, format!("invalid header name {name:?}")))
+                .ok()
+        };
+        let request_id_header = header_name(
+            "forwarding.request_id_header".into(),
+            &cfg.request_id_header,
+            errs,
+        )
+        .unwrap_or(HeaderName::from_static("x-request-id"));
+        let hide = cfg
+            .hide_response_headers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| {
+                header_name(format!("forwarding.hide_response_headers[{i}]"), n, errs)
+            })
+            .collect();
+        let value = |path: &str, v: &Option<String>, errs: &mut ConfigErrors| {
+            v.as_ref().and_then(|v| {
+                HeaderValue::from_str(v)
+                    .map_err(|_| errs.push(path, format!("invalid header value {v:?}")))
+                    .ok()
+            })
+        };
+        let via = value(
+            "forwarding.via",
+            &cfg.via.as_ref().map(|v| format!("1.1 {v}")),
+            errs,
+        );
+        let server_header = value("forwarding.server_header", &cfg.server_header, errs);
+        Forwarding {
+            trusted: CidrSet::new(nets),
+            request_id_header,
+            hide,
+            forwarded: cfg.forwarded,
+            via,
+            server_header,
+            ids: RequestIdGenerator::new(),
+        }
+    }
+
+    /// Works out who the client is. With a trusted peer, the client is the
+    /// right-most `X-Forwarded-For` entry that is not itself a trusted proxy.
+    pub fn client_info(&self, peer: IpAddr, req: &RequestHeader, tls: bool) -> ClientInfo {
+        let peer_trusted = !self.trusted.is_empty() && self.trusted.contains(peer);
+        let mut ip = peer;
+        if peer_trusted {
+            let hops = req
+                .headers
+                .get_all(XFF)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .filter_map(|s| IpAddr::from_str(s.trim()).ok())
+                .collect::<Vec<_>>();
+            for hop in hops.iter().rev() {
+                ip = *hop;
+                if !self.trusted.contains(*hop) {
+                    break;
+                }
+            }
+        }
+        ClientInfo {
+            peer,
+            peer_trusted,
+            ip,
+            scheme: if tls { "https" } else { "http" },
+        }
+    }
+
+    /// The id for this request: a trusted peer's well-formed id, or a new one.
+    pub fn request_id(&self, client: &ClientInfo, req: &RequestHeader) -> String {
+        if client.peer_trusted {
+            if let Some(v) = req.headers.get(&self.request_id_header) {
+                if request_id::is_acceptable(v.as_bytes()) {
+                    // is_acceptable admits only ASCII, so this cannot fail
+                    return String::from_utf8_lossy(v.as_bytes()).into_owned();
+                }
+            }
+        }
+        self.ids.next_id()
+    }
+
+    /// Sets the forwarding headers on the request sent to the origin.
+    /// `host` is the host the client asked for.
+    pub fn upstream_request(
+        &self,
+        req: &mut RequestHeader,
+        client: &ClientInfo,
+        host: &str,
+        request_id: &str,
+    ) -> pingora::Result<()> {
+        let peer = client.peer.to_string();
+        let xff = match (client.peer_trusted, joined(req, XFF)) {
+            (true, Some(prev)) => format!("{prev}, {peer}"),
+            _ => peer,
+        };
+        req.insert_header(XFF, xff)?;
+        if !(client.peer_trusted && req.headers.contains_key(XFP)) {
+            req.insert_header(XFP, client.scheme)?;
+        }
+        let keep_host = client.peer_trusted && req.headers.contains_key(XFH);
+        if !keep_host && !host.is_empty() {
+            req.insert_header(XFH, host)?;
+        }
+        if self.forwarded {
+            let this = format!(
+                "for={};proto={}{}",
+                forwarded_node(client.peer),
+                client.scheme,
+                if host.is_empty() {
+                    String::new()
+                } else {
+                    format!(";host=\"{host}\"")
+                }
+            );
+            let value = match (client.peer_trusted, joined(req, "forwarded")) {
+                (true, Some(prev)) => format!("{prev}, {this}"),
+                _ => this,
+            };
+            req.insert_header("forwarded", value)?;
+        }
+        req.insert_header(self.request_id_header.clone(), request_id)?;
+        if let Some(via) = &self.via {
+            req.append_header("via", via.clone())?;
+        }
+        Ok(())
+    }
+
+    /// Removes origin-identifying headers from an origin response.
+    pub fn upstream_response(&self, resp: &mut ResponseHeader) {
+        for name in &self.hide {
+            resp.remove_header(name);
+        }
+    }
+
+    /// Headers the edge adds to every response it sends, proxied or its own.
+    pub fn downstream_response(
+        &self,
+        resp: &mut ResponseHeader,
+        request_id: &str,
+    ) -> pingora::Result<()> {
+        resp.insert_header(self.request_id_header.clone(), request_id)?;
+        if let Some(via) = &self.via {
+            resp.append_header("via", via.clone())?;
+        }
+        if let Some(server) = &self.server_header {
+            resp.insert_header("server", server.clone())?;
+        }
+        Ok(())
+    }
+}
+
+/// All values of a header joined by `, ` (how HTTP defines repeated fields).
+fn joined(req: &RequestHeader, name: &str) -> Option<String> {
+    let parts: Vec<&str> = req
+        .headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
+/// RFC 7239 node: IPv6 addresses are quoted and bracketed.
+fn forwarded_node(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("\"[{v6}]\""),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fwd(trusted: &[&str]) -> Forwarding {
+        let cfg = ForwardingConfig {
+            trusted_proxies: trusted.iter().map(|s| s.to_string()).collect(),
+            forwarded: true,
+            ..Default::default()
+        };
+        let mut errs = ConfigErrors::default();
+        let f = Forwarding::build(&cfg, &mut errs);
+        assert!(errs.is_empty(), "{errs}");
+        f
+    }
+
+    fn req(headers: &[(&str, &str)]) -> RequestHeader {
+        let mut r = RequestHeader::build("GET", b"/", None).unwrap();
+        for (k, v) in headers {
+            r.append_header(k.to_string(), *v).unwrap();
+        }
+        r
+    }
+
+    #[test]
+    fn untrusted_peer_cannot_spoof_client_ip_or_request_id() {
+        let f = fwd(&["10.0.0.0/8"]);
+        let mut r = req(&[
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-request-id", "forged"),
+            ("x-forwarded-proto", "https"),
+        ]);
+        let c = f.client_info("192.0.2.9".parse().unwrap(), &r, false);
+        assert_eq!(c.ip.to_string(), "192.0.2.9");
+        let id = f.request_id(&c, &r);
+        assert_ne!(id, "forged");
+        f.upstream_request(&mut r, &c, "example.com", &id).unwrap();
+        assert_eq!(r.headers["x-forwarded-for"], "192.0.2.9");
+        assert_eq!(r.headers["x-forwarded-proto"], "http");
+        assert_eq!(r.headers["x-forwarded-host"], "example.com");
+        assert_eq!(
+            r.headers["forwarded"],
+            "for=192.0.2.9;proto=http;host=\"example.com\""
+        );
+        assert_eq!(r.headers["x-request-id"], id.as_str());
+    }
+
+    #[test]
+    fn trusted_peer_chain_is_kept_and_client_is_rightmost_untrusted() {
+        let f = fwd(&["10.0.0.0/8"]);
+        let mut r = req(&[
+            ("x-forwarded-for", "6.6.6.6, 1.2.3.4"),
+            ("x-forwarded-for", "10.0.0.2"),
+            ("x-request-id", "abc-1"),
+        ]);
+        let c = f.client_info("10.0.0.1".parse().unwrap(), &r, true);
+        assert_eq!(c.ip.to_string(), "1.2.3.4");
+        assert_eq!(f.request_id(&c, &r), "abc-1");
+        f.upstream_request(&mut r, &c, "h", "abc-1").unwrap();
+        assert_eq!(
+            r.headers["x-forwarded-for"],
+            "6.6.6.6, 1.2.3.4, 10.0.0.2, 10.0.0.1"
+        );
+        assert_eq!(r.headers["x-forwarded-proto"], "https");
+    }
+
+    #[test]
+    fn bad_trusted_network_is_a_config_error() {
+        let cfg = ForwardingConfig {
+            trusted_proxies: vec!["10.0.0.0/8".into(), "10.0.0.0/99".into()],
+            ..Default::default()
+        };
+        let mut errs = ConfigErrors::default();
+        Forwarding::build(&cfg, &mut errs);
+        assert_eq!(errs.len(), 1);
+        assert!(errs
+            .to_string()
+            .starts_with("forwarding.trusted_proxies[1]: invalid network"));
+    }
+}

@@ -1,0 +1,73 @@
+//! Process lifecycle as the rest of Parapet sees it: is this generation
+//! draining (a graceful upgrade handed its sockets to a successor, or a stop
+//! signal arrived)?
+//!
+//! Pingora keeps accepting for 5 s after SIGQUIT and then drains for
+//! `grace_period_seconds`. While that happens `/readyz` answers 503, and
+//! proxied responses carry `Connection: close` so that keep-alive clients move
+//! to the new generation instead of racing the old one's idle-connection close.
+
+use crate::metrics;
+use async_trait::async_trait;
+use pingora::server::{ExecutionPhase, ShutdownWatch};
+use pingora::services::background::BackgroundService;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use tokio::sync::broadcast;
+
+static DRAINING: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process has started to drain.
+pub fn is_draining() -> bool {
+    DRAINING.load(Ordering::Relaxed)
+}
+
+fn set_draining(why: &str) {
+    if !DRAINING.swap(true, Ordering::Relaxed) {
+        log::info!("draining: {why}");
+        metrics::DRAINING.set(1);
+    }
+}
+
+/// Background service that follows Pingora's execution phases.
+pub struct PhaseWatcher {
+    phases: Mutex<Option<broadcast::Receiver<ExecutionPhase>>>,
+}
+
+impl PhaseWatcher {
+    /// `phases` comes from `Server::watch_execution_phase`, taken before `run_forever`.
+    pub fn new(phases: broadcast::Receiver<ExecutionPhase>) -> Self {
+        PhaseWatcher {
+            phases: Mutex::new(Some(phases)),
+        }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for PhaseWatcher {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let Some(mut phases) = self.phases.lock().ok().and_then(|mut p| p.take()) else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                phase = phases.recv() => match phase {
+                    Ok(ExecutionPhase::GracefulUpgradeTransferringFds)
+                    | Ok(ExecutionPhase::GracefulUpgradeCloseTimeout) => set_draining("sockets handed to a new generation"),
+                    Ok(ExecutionPhase::GracefulTerminate)
+                    | Ok(ExecutionPhase::ShutdownStarted)
+                    | Ok(ExecutionPhase::ShutdownGracePeriod) => set_draining("shutting down"),
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        set_draining("shutting down");
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}

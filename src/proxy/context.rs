@@ -1,0 +1,53 @@
+//! Per-request state shared across the proxy hooks, split by concern.
+
+use crate::forwarding::ClientInfo;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+/// Everything one request carries from hook to hook.
+pub struct RequestCtx {
+    pub started: Instant,
+    /// Set in `request_filter`; every later hook can rely on it.
+    pub client: Option<ClientInfo>,
+    pub request_id: String,
+    /// Index of the matched route; `None` if none matched (edge 404).
+    pub route: Option<usize>,
+    pub upstream: UpstreamAttempts,
+    /// Why the edge answered itself, for metrics and the access log.
+    pub edge_reason: Option<&'static str>,
+}
+
+/// Bookkeeping of the tries against the route's upstream pool.
+#[derive(Default)]
+pub struct UpstreamAttempts {
+    /// Backends tried so far, in order.
+    pub tried: Vec<SocketAddr>,
+    /// Backends that refused or timed out the connection: never picked again
+    /// for this request.
+    pub failed: Vec<SocketAddr>,
+}
+
+impl UpstreamAttempts {
+    pub fn current(&self) -> Option<SocketAddr> {
+        self.tried.last().copied()
+    }
+}
+
+impl RequestCtx {
+    pub fn new() -> Self {
+        RequestCtx {
+            started: Instant::now(),
+            client: None,
+            request_id: String::new(),
+            route: None,
+            upstream: UpstreamAttempts::default(),
+            edge_reason: None,
+        }
+    }
+}
+
+impl Default for RequestCtx {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,79 @@
+//! Responses the edge writes itself (no route, no healthy backend, origin
+//! failure). They are small, say what happened in general terms, carry the
+//! request id so an operator can find the log line, and never name a backend.
+
+use bytes::Bytes;
+use http::StatusCode;
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+use pingora::Result;
+
+/// The reason word used in `parapet_edge_responses_total` for a status.
+pub fn reason_for(status: u16) -> &'static str {
+    match status {
+        400 => "bad_request",
+        404 => "no_route",
+        502 => "bad_gateway",
+        503 => "no_backend",
+        504 => "gateway_timeout",
+        _ if status >= 500 => "internal",
+        _ => "other",
+    }
+}
+
+fn build(
+    status: u16,
+    request_id_header: &http::HeaderName,
+    request_id: &str,
+) -> Result<(ResponseHeader, Bytes)> {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = Bytes::from(format!(
+        "{} {}\nrequest id: {request_id}\n",
+        code.as_u16(),
+        code.canonical_reason().unwrap_or("")
+    ));
+    let mut resp = ResponseHeader::build(code, Some(4))?;
+    resp.insert_header("content-type", "text/plain; charset=utf-8")?;
+    resp.insert_header("content-length", body.len())?;
+    resp.insert_header("cache-control", "no-store")?;
+    resp.insert_header(request_id_header.clone(), request_id)?;
+    Ok((resp, body))
+}
+
+/// Answers a request the edge will not forward; the connection stays usable.
+pub async fn respond(
+    session: &mut Session,
+    status: u16,
+    request_id_header: &http::HeaderName,
+    request_id: &str,
+) -> Result<()> {
+    let (resp, body) = build(status, request_id_header, request_id)?;
+    let head_only = session.req_header().method == http::Method::HEAD;
+    session
+        .write_response_header(Box::new(resp), head_only)
+        .await?;
+    if !head_only {
+        session.write_response_body(Some(body), true).await?;
+    }
+    Ok(())
+}
+
+/// Answers after a failure; does nothing if a response is already under way.
+/// The connection is closed afterwards (its state is unknown).
+pub async fn respond_error(
+    session: &mut Session,
+    status: u16,
+    request_id_header: &http::HeaderName,
+    request_id: &str,
+) -> Result<()> {
+    let (resp, body) = build(status, request_id_header, request_id)?;
+    let body = if session.req_header().method == http::Method::HEAD {
+        Bytes::new()
+    } else {
+        body
+    };
+    session
+        .as_downstream_mut()
+        .write_error_response(resp, body)
+        .await
+}

@@ -1,0 +1,360 @@
+//! The `ProxyHttp` implementation: a table of contents. Each hook delegates to
+//! the module that owns the concern.
+//!
+//! | phase                     | what happens here                               | module        |
+//! |---------------------------|-------------------------------------------------|---------------|
+//! | `request_filter`          | who is the client, request id, route → 404      | forwarding, routing |
+//! | `upstream_peer`           | pick a healthy, untried backend of the pool     | upstream      |
+//! | `fail_to_connect`         | count, and retry elsewhere within the budget    | upstream      |
+//! | `upstream_request_filter` | path rewrite, X-Forwarded-*, request id, rules  | routing, forwarding |
+//! | `upstream_response_filter`| strip origin identity headers                   | forwarding    |
+//! | `response_filter`         | route response rules, request id, drain close   | routing, forwarding |
+//! | `fail_to_proxy`           | edge error page without backend details         | edge_response |
+//! | `logging`                 | metrics and the access log line                 | metrics       |
+
+mod connections;
+mod context;
+mod edge_response;
+
+pub use connections::CountConnections;
+pub use context::RequestCtx;
+
+use crate::lifecycle;
+use crate::metrics::{self, RouteMetrics};
+use crate::routing::request_host;
+use crate::runtime::Snapshot;
+use async_trait::async_trait;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorSource, ErrorType};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+/// The edge proxy: the runtime snapshot plus pre-resolved per-route metrics.
+pub struct Edge {
+    snap: Arc<Snapshot>,
+    route_metrics: Vec<RouteMetrics>,
+    unrouted_metrics: RouteMetrics,
+}
+
+impl Edge {
+    pub fn new(snap: Arc<Snapshot>) -> Edge {
+        let route_metrics = snap
+            .router
+            .iter()
+            .map(|r| RouteMetrics::new(&r.name))
+            .collect();
+        Edge {
+            snap,
+            route_metrics,
+            unrouted_metrics: RouteMetrics::new("-"),
+        }
+    }
+
+    async fn answer(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        status: u16,
+    ) -> Result<bool> {
+        ctx.edge_reason = Some(edge_response::reason_for(status));
+        edge_response::respond(
+            session,
+            status,
+            &self.snap.forwarding.request_id_header,
+            &ctx.request_id,
+        )
+        .await?;
+        Ok(true)
+    }
+}
+
+/// Metric label for an upstream failure.
+fn error_kind(e: &Error) -> &'static str {
+    use ErrorType::*;
+    match e.etype() {
+        ConnectTimedout | ReadTimedout | WriteTimedout | TLSHandshakeTimedout => "timeout",
+        ConnectRefused | ConnectNoRoute | ConnectError | BindError | SocketError
+        | TLSHandshakeFailure | HandshakeError | InvalidCert => "connect",
+        ReadError | ConnectionClosed | InvalidHTTPHeader | H1Error | H2Error | InvalidH2 => "read",
+        WriteError => "write",
+        _ => "other",
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Edge {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::new()
+    }
+
+    /// Identifies the client and the request, then routes it. Answers 404 itself
+    /// when no route matches. While draining, asks for the connection to close.
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip())
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        let fwd = &self.snap.forwarding;
+        let client = fwd.client_info(peer, session.req_header(), tls);
+        ctx.request_id = fwd.request_id(&client, session.req_header());
+        ctx.client = Some(client);
+        if lifecycle::is_draining() {
+            session.set_keepalive(None);
+        }
+        let req = session.req_header();
+        match self.snap.router.find(request_host(req), req.uri.path()) {
+            Some((index, _)) => {
+                ctx.route = Some(index);
+                Ok(false)
+            }
+            None => self.answer(session, ctx, 404).await,
+        }
+    }
+
+    /// Picks a healthy backend of the route's pool that this request has not
+    /// failed on yet. No candidate left → 503 (before any attempt) or the
+    /// previous failure's 502.
+    async fn upstream_peer(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let route = ctx.route.map(|i| self.snap.router.get(i)).ok_or_else(|| {
+            Error::explain(ErrorType::InternalError, "upstream_peer without a route")
+        })?;
+        let pool = self.snap.pools.get(route.upstream);
+        let client_ip = ctx
+            .client
+            .as_ref()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.ip);
+        let key = pool
+            .hash_key()
+            .map(|k| k.extract(session.req_header(), client_ip))
+            .unwrap_or_default();
+        match pool.select(&key, &ctx.upstream.failed) {
+            Some(addr) => {
+                ctx.upstream.tried.push(addr);
+                metrics::UPSTREAM_REQUESTS
+                    .with_label_values(&[&pool.name])
+                    .inc();
+                Ok(pool.peer(addr))
+            }
+            None => {
+                metrics::UPSTREAM_ERRORS
+                    .with_label_values(&[&pool.name, "no_backend"])
+                    .inc();
+                let status = if ctx.upstream.failed.is_empty() {
+                    503
+                } else {
+                    502
+                };
+                Error::e_explain(
+                    ErrorType::HTTPStatus(status),
+                    format!("no usable backend in upstream {}", pool.name),
+                )
+            }
+        }
+    }
+
+    /// Connection to a backend failed: nothing was sent, so any method may be
+    /// retried on another backend while the pool's retry budget lasts.
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        let Some(route) = ctx.route.map(|i| self.snap.router.get(i)) else {
+            return e;
+        };
+        let pool = self.snap.pools.get(route.upstream);
+        metrics::UPSTREAM_ERRORS
+            .with_label_values(&[&pool.name, error_kind(&e)])
+            .inc();
+        if let Some(addr) = ctx.upstream.current() {
+            ctx.upstream.failed.push(addr);
+        }
+        if ctx.upstream.tried.len() <= pool.retries {
+            metrics::UPSTREAM_RETRIES
+                .with_label_values(&[&pool.name])
+                .inc();
+            e.set_retry(true);
+        } else {
+            e.set_retry(false);
+        }
+        e
+    }
+
+    /// A failure after the request went out: counted; retried (by Pingora's
+    /// default rule) only for idempotent requests on a reused connection.
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        if let Some(route) = ctx.route.map(|i| self.snap.router.get(i)) {
+            let pool = self.snap.pools.get(route.upstream);
+            if e.esource() == &ErrorSource::Upstream {
+                metrics::UPSTREAM_ERRORS
+                    .with_label_values(&[&pool.name, error_kind(&e)])
+                    .inc();
+            }
+        }
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
+        {
+            e.set_retry(false);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
+        e
+    }
+
+    /// Rewrites the target if the route strips its prefix, then sets the
+    /// forwarding headers and the route's request header rules.
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let Some(route) = ctx.route.map(|i| self.snap.router.get(i)) else {
+            return Ok(());
+        };
+        let target = upstream_request
+            .uri
+            .path_and_query()
+            .map_or("/", |pq| pq.as_str());
+        if let Some(new_target) = route.rewrite_target(target) {
+            let uri = new_target.parse::<http::Uri>().map_err(|e| {
+                Error::because(ErrorType::InternalError, "rewritten target is not a URI", e)
+            })?;
+            upstream_request.set_uri(uri);
+        }
+        if let Some(client) = &ctx.client {
+            let host = request_host(session.req_header());
+            self.snap.forwarding.upstream_request(
+                upstream_request,
+                client,
+                host,
+                &ctx.request_id,
+            )?;
+        }
+        route.request_headers.apply_request(upstream_request)
+    }
+
+    /// Origin identity headers go before anything else sees the response.
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        self.snap.forwarding.upstream_response(upstream_response);
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(route) = ctx.route.map(|i| self.snap.router.get(i)) {
+            route.response_headers.apply_response(upstream_response)?;
+        }
+        self.snap
+            .forwarding
+            .downstream_response(upstream_response, &ctx.request_id)?;
+        if lifecycle::is_draining() {
+            session.set_keepalive(None);
+        }
+        Ok(())
+    }
+
+    /// The request failed: answer with a small edge page. Timeouts → 504, other
+    /// upstream failures → 502, our own HTTPStatus errors keep their status.
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let code = match e.etype() {
+            ErrorType::HTTPStatus(code) => *code,
+            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout
+                if e.esource() == &ErrorSource::Upstream =>
+            {
+                504
+            }
+            _ => match e.esource() {
+                ErrorSource::Upstream => 502,
+                ErrorSource::Downstream => match e.etype() {
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                    _ => 400,
+                },
+                ErrorSource::Internal | ErrorSource::Unset => 500,
+            },
+        };
+        if code > 0 {
+            ctx.edge_reason = Some(edge_response::reason_for(code));
+            if let Err(err) = edge_response::respond_error(
+                session,
+                code,
+                &self.snap.forwarding.request_id_header,
+                &ctx.request_id,
+            )
+            .await
+            {
+                log::debug!(
+                    "request {}: could not send the error page: {err}",
+                    ctx.request_id
+                );
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    /// Records metrics and writes the access log line.
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let elapsed = ctx.started.elapsed();
+        let route = ctx.route.map(|i| self.snap.router.get(i));
+        let route_metrics = ctx
+            .route
+            .map_or(&self.unrouted_metrics, |i| &self.route_metrics[i]);
+        route_metrics.record(status, elapsed.as_secs_f64());
+        if let Some(reason) = ctx.edge_reason {
+            metrics::EDGE_RESPONSES.with_label_values(&[reason]).inc();
+        }
+        let req = session.req_header();
+        let upstream = route.map_or("-", |r| self.snap.pools.get(r.upstream).name.as_str());
+        log::info!(
+            target: "parapet::access",
+            "{client} \"{method} {host}{path}\" {status} {ms:.3}ms route={route} upstream={upstream} tries={tries} request_id={id}{error}",
+            client = ctx.client.as_ref().map_or(String::from("-"), |c| c.ip.to_string()),
+            method = req.method,
+            host = request_host(req),
+            path = req.uri.path(),
+            ms = elapsed.as_secs_f64() * 1000.0,
+            route = route.map_or("-", |r| r.name.as_str()),
+            tries = ctx.upstream.tried.len(),
+            id = ctx.request_id,
+            error = e.map(|e| format!(" error=\"{}\"", e.etype().as_str())).unwrap_or_default(),
+        );
+    }
+}

@@ -1,0 +1,331 @@
+//! The route table: `(host, path)` → route, first match in config order wins.
+//!
+//! Matching is pure and allocation-free on the request path:
+//! * `host`: exact (`example.com`) or wildcard (`*.example.com`: any subdomain at
+//!   any depth, not the apex); compared case-insensitively without the port.
+//!   Absent: every host.
+//! * `path_prefix`: `/api` matches `/api`, `/api/` and `/api/x`, not `/apix`
+//!   (segment-aware); a prefix ending in `/` is a plain string prefix.
+//! * `path`: the exact path, query excluded.
+
+mod headers;
+
+pub use headers::HeaderRules;
+
+use crate::config::{ConfigErrors, RouteConfig};
+use std::collections::HashMap;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum HostMatch {
+    Any,
+    Exact(String),
+    /// The suffix including its leading dot: `.example.com`.
+    Wildcard(String),
+}
+
+impl HostMatch {
+    fn matches(&self, host: &str) -> bool {
+        match self {
+            HostMatch::Any => true,
+            HostMatch::Exact(h) => h.eq_ignore_ascii_case(host),
+            HostMatch::Wildcard(suffix) => {
+                host.len() > suffix.len()
+                    && host.is_char_boundary(host.len() - suffix.len())
+                    && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+            }
+        }
+    }
+}
+
+/// One built route.
+#[derive(Debug)]
+pub struct Route {
+    /// Label for metrics and logs.
+    pub name: String,
+    host: HostMatch,
+    path_prefix: Option<String>,
+    path: Option<String>,
+    /// Index of the upstream pool in [`crate::upstream::Pools`].
+    pub upstream: usize,
+    strip_prefix: bool,
+    pub request_headers: HeaderRules,
+    pub response_headers: HeaderRules,
+    /// Whether the route asks for caching.
+    pub cache: bool,
+}
+
+impl Route {
+    fn matches(&self, host: &str, path: &str) -> bool {
+        self.host.matches(host)
+            && self.path.as_deref().is_none_or(|p| p == path)
+            && self
+                .path_prefix
+                .as_deref()
+                .is_none_or(|prefix| prefix_matches(prefix, path))
+    }
+
+    /// The request target to send upstream, when the route rewrites it.
+    /// `target` is the path plus an optional `?query`.
+    pub fn rewrite_target(&self, target: &str) -> Option<String> {
+        let prefix = self.path_prefix.as_deref().filter(|_| self.strip_prefix)?;
+        let rest = target.strip_prefix(prefix.trim_end_matches('/'))?;
+        Some(if rest.is_empty() || rest.starts_with('?') {
+            format!("/{rest}")
+        } else if rest.starts_with('/') {
+            rest.to_string()
+        } else {
+            format!("/{rest}")
+        })
+    }
+}
+
+fn prefix_matches(prefix: &str, path: &str) -> bool {
+    if prefix.ends_with('/') {
+        return path.starts_with(prefix);
+    }
+    path.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// The ordered route table.
+#[derive(Debug, Default)]
+pub struct Router {
+    routes: Vec<Route>,
+}
+
+impl Router {
+    /// Builds the table; `upstreams` maps pool names to their index.
+    pub fn build(
+        configs: &[RouteConfig],
+        upstreams: &HashMap<String, usize>,
+        errs: &mut ConfigErrors,
+    ) -> Router {
+        let mut routes = Vec::with_capacity(configs.len());
+        let mut names = HashMap::new();
+        for (i, rc) in configs.iter().enumerate() {
+            let at = |key: &str| format!("routes[{i}].{key}");
+            let name = rc.name.clone().unwrap_or_else(|| format!("route{i}"));
+            if let Some(prev) = names.insert(name.clone(), i) {
+                errs.push(
+                    at("name"),
+                    format!("duplicate route name {name:?} (also routes[{prev}])"),
+                );
+            }
+            let host = match rc.matcher.host.as_deref() {
+                None => HostMatch::Any,
+                Some(h) => match parse_host(h) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        errs.push(at("match.host"), e);
+                        HostMatch::Any
+                    }
+                },
+            };
+            for (key, value) in [
+                ("match.path_prefix", &rc.matcher.path_prefix),
+                ("match.path", &rc.matcher.path),
+            ] {
+                if let Some(p) = value {
+                    if !p.starts_with('/') || p.contains(['?', '#', ' ']) {
+                        errs.push(
+                            at(key),
+                            format!("must be a path starting with '/' (got {p:?})"),
+                        );
+                    }
+                }
+            }
+            if rc.strip_prefix && rc.matcher.path_prefix.is_none() {
+                errs.push(at("strip_prefix"), "needs match.path_prefix");
+            }
+            let upstream = match upstreams.get(&rc.upstream) {
+                Some(idx) => *idx,
+                None => {
+                    errs.push(
+                        at("upstream"),
+                        format!("no upstream named {:?}", rc.upstream),
+                    );
+                    0
+                }
+            };
+            routes.push(Route {
+                name,
+                host,
+                path_prefix: rc.matcher.path_prefix.clone(),
+                path: rc.matcher.path.clone(),
+                upstream,
+                strip_prefix: rc.strip_prefix,
+                request_headers: HeaderRules::build(
+                    &rc.request_headers,
+                    &at("request_headers"),
+                    errs,
+                ),
+                response_headers: HeaderRules::build(
+                    &rc.response_headers,
+                    &at("response_headers"),
+                    errs,
+                ),
+                cache: rc.cache.as_ref().is_some_and(|c| c.enabled),
+            });
+        }
+        Router { routes }
+    }
+
+    /// The first route matching `host` (already without port) and `path`.
+    pub fn find(&self, host: &str, path: &str) -> Option<(usize, &Route)> {
+        self.routes
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.matches(host, path))
+    }
+
+    pub fn get(&self, index: usize) -> &Route {
+        &self.routes[index]
+    }
+
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Route> {
+        self.routes.iter()
+    }
+}
+
+fn parse_host(h: &str) -> Result<HostMatch, String> {
+    let valid = |s: &str| {
+        !s.is_empty()
+            && s.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            })
+    };
+    let lower = h.trim_end_matches('.').to_ascii_lowercase();
+    if let Some(suffix) = lower.strip_prefix("*.") {
+        if valid(suffix) {
+            return Ok(HostMatch::Wildcard(format!(".{suffix}")));
+        }
+    } else if valid(&lower) {
+        return Ok(HostMatch::Exact(lower));
+    }
+    Err(format!(
+        "invalid host pattern {h:?} (expected \"example.com\" or \"*.example.com\")"
+    ))
+}
+
+/// The host a request is for, without port or trailing dot: from the `Host`
+/// header, or the URI authority (HTTP/2 and absolute-form requests).
+pub fn request_host(req: &pingora::http::RequestHeader) -> &str {
+    let raw = req
+        .uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| {
+            req.headers
+                .get(http::header::HOST)
+                .and_then(|v| v.to_str().ok())
+        })
+        .unwrap_or("");
+    strip_port(raw)
+}
+
+fn strip_port(authority: &str) -> &str {
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if authority.starts_with('[') {
+        authority
+            .find(']')
+            .map_or(authority, |end| &authority[..=end])
+    } else {
+        authority.split_once(':').map_or(authority, |(h, _)| h)
+    };
+    host.strip_suffix('.').unwrap_or(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config;
+
+    fn router(yaml: &str) -> Router {
+        let raw = config::parse(yaml).unwrap();
+        let ups = HashMap::from([("a".to_string(), 0), ("b".to_string(), 1)]);
+        let mut errs = ConfigErrors::default();
+        let r = Router::build(&raw.routes, &ups, &mut errs);
+        assert!(errs.is_empty(), "{errs}");
+        r
+    }
+
+    #[test]
+    fn first_match_wins_with_hosts_wildcards_and_prefixes() {
+        let r = router(
+            "routes:\n\
+             - {name: exact, match: {host: api.example.com, path: /v1/ping}, upstream: a}\n\
+             - {name: api, match: {host: api.example.com, path_prefix: /v1}, upstream: b}\n\
+             - {name: wild, match: {host: '*.example.com'}, upstream: a}\n\
+             - {name: static, match: {path_prefix: /static/}, upstream: b}\n",
+        );
+        let name = |h: &str, p: &str| r.find(h, p).map(|(_, r)| r.name.as_str());
+        assert_eq!(name("api.example.com", "/v1/ping"), Some("exact"));
+        assert_eq!(name("API.example.com", "/v1/pong"), Some("api"));
+        assert_eq!(name("api.example.com", "/v1"), Some("api"));
+        assert_eq!(name("api.example.com", "/v10"), Some("wild"));
+        assert_eq!(name("a.b.example.com", "/"), Some("wild"));
+        assert_eq!(
+            name("example.com", "/"),
+            None,
+            "wildcard does not match the apex"
+        );
+        assert_eq!(name("other.org", "/static/x.css"), Some("static"));
+        assert_eq!(name("other.org", "/staticx"), None);
+    }
+
+    #[test]
+    fn strip_prefix_rewrites_target() {
+        let r =
+            router("routes:\n- {match: {path_prefix: /api}, strip_prefix: true, upstream: a}\n");
+        let route = r.get(0);
+        assert_eq!(
+            route.rewrite_target("/api/users?x=1").as_deref(),
+            Some("/users?x=1")
+        );
+        assert_eq!(route.rewrite_target("/api").as_deref(), Some("/"));
+        assert_eq!(route.rewrite_target("/api?q").as_deref(), Some("/?q"));
+    }
+
+    #[test]
+    fn config_errors_name_their_route() {
+        let raw = config::parse(
+            "routes:\n- {match: {host: 'bad host'}, upstream: nope}\n- {match: {path_prefix: api}, strip_prefix: false, upstream: a}\n",
+        )
+        .unwrap();
+        let mut errs = ConfigErrors::default();
+        Router::build(&raw.routes, &HashMap::from([("a".into(), 0)]), &mut errs);
+        let text = errs.to_string();
+        assert!(
+            text.contains("routes[0].match.host: invalid host pattern"),
+            "{text}"
+        );
+        assert!(
+            text.contains("routes[0].upstream: no upstream named \"nope\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("routes[1].match.path_prefix: must be a path"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn host_port_is_stripped() {
+        assert_eq!(strip_port("example.com:8080"), "example.com");
+        assert_eq!(strip_port("[::1]:80"), "[::1]");
+        assert_eq!(strip_port("example.com."), "example.com");
+        assert_eq!(strip_port(""), "");
+    }
+}

@@ -1,0 +1,178 @@
+//! The runtime snapshot: everything the hot path needs, built once from a
+//! schema-checked config, immutable for the life of the process. A reload is a
+//! new process (Pingora's socket handoff), so there is no in-place mutation.
+
+use crate::config::{self, ConfigErrors, RawConfig};
+use crate::forwarding::Forwarding;
+use crate::routing::Router;
+use crate::upstream::Pools;
+use pingora::server::configuration::ServerConf;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+
+/// One public listener.
+#[derive(Debug, Clone)]
+pub struct Listener {
+    pub addr: SocketAddr,
+    pub h2c: bool,
+}
+
+pub struct Snapshot {
+    pub server: ServerConf,
+    pub listeners: Vec<Listener>,
+    pub pools: Pools,
+    pub router: Router,
+    pub forwarding: Forwarding,
+    pub admin: Option<SocketAddr>,
+    /// Some route asked for caching (the cache is not built yet).
+    pub cache_requested: bool,
+}
+
+impl Snapshot {
+    /// Reads, schema-checks and builds; every error found, with its YAML path.
+    pub fn load(path: &Path) -> Result<Snapshot, ConfigErrors> {
+        let raw = config::read_file(path)?;
+        Snapshot::build(&raw)
+    }
+
+    pub fn build(raw: &RawConfig) -> Result<Snapshot, ConfigErrors> {
+        let mut errs = ConfigErrors::default();
+        let server = server_conf(&raw.server, &mut errs);
+        let mut listeners = Vec::new();
+        let mut seen = BTreeMap::new();
+        if raw.listeners.is_empty() {
+            errs.push("listeners", "at least one listener is needed");
+        }
+        for (i, l) in raw.listeners.iter().enumerate() {
+            match parse_listen_addr(&l.address) {
+                Ok(addr) => {
+                    match seen.get(&addr) {
+                        Some(prev) => errs.push(
+                            format!("listeners[{i}].address"),
+                            format!("{addr} is already used by {prev}"),
+                        ),
+                        None => {
+                            seen.insert(addr, format!("listeners[{i}]"));
+                        }
+                    }
+                    listeners.push(Listener { addr, h2c: l.h2c });
+                }
+                Err(e) => errs.push(format!("listeners[{i}].address"), e),
+            }
+        }
+        let admin = raw.admin.as_ref().and_then(|a| match parse_listen_addr(&a.address) {
+            Ok(addr) => {
+                if let Some(prev) = seen.get(&addr) {
+                    errs.push("admin.address", format!("{addr} is already used by {prev}; the admin listener must be separate"));
+                }
+                Some(addr)
+            }
+            Err(e) => {
+                errs.push("admin.address", e);
+                None
+            }
+        });
+        let pools = Pools::build(&raw.upstreams, &mut errs);
+        if raw.routes.is_empty() {
+            errs.push(
+                "routes",
+                "at least one route is needed (without one every request gets 404)",
+            );
+        }
+        let router = Router::build(&raw.routes, pools.index(), &mut errs);
+        let forwarding = Forwarding::build(&raw.forwarding, &mut errs);
+        if let Some(cache) = &raw.cache {
+            if let Some(mem) = &cache.memory {
+                if let Err(e) = config::units::parse_size(&mem.max_size) {
+                    errs.push("cache.memory.max_size", e);
+                }
+            }
+        }
+        let cache_requested = router.iter().any(|r| r.cache);
+        errs.into_result(Snapshot {
+            server,
+            listeners,
+            pools,
+            router,
+            forwarding,
+            admin,
+            cache_requested,
+        })
+    }
+}
+
+fn parse_listen_addr(text: &str) -> Result<SocketAddr, String> {
+    text.parse::<SocketAddr>().map_err(|_| {
+        format!("invalid listen address {text:?} (expected ip:port, e.g. \"0.0.0.0:80\" or \"[::]:80\")")
+    })
+}
+
+fn server_conf(s: &config::ServerSection, errs: &mut ConfigErrors) -> ServerConf {
+    let threads = s.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    if threads == 0 || threads > 1024 {
+        errs.push(
+            "server.threads",
+            format!("must be 1..=1024 (got {threads})"),
+        );
+    }
+    for (key, value) in [("pid_file", &s.pid_file), ("upgrade_sock", &s.upgrade_sock)] {
+        if value.is_empty() {
+            errs.push(format!("server.{key}"), "must not be empty");
+        }
+    }
+    if s.pid_file == s.upgrade_sock {
+        errs.push("server.upgrade_sock", "must differ from server.pid_file");
+    }
+    ServerConf {
+        threads: threads.max(1),
+        pid_file: s.pid_file.clone(),
+        upgrade_sock: s.upgrade_sock.clone(),
+        grace_period_seconds: Some(s.grace_period_seconds),
+        graceful_shutdown_timeout_seconds: Some(s.graceful_shutdown_timeout_seconds),
+        error_log: s.error_log.clone(),
+        daemon: s.daemon,
+        user: s.user.clone(),
+        group: s.group.clone(),
+        work_stealing: s.work_stealing,
+        upstream_keepalive_pool_size: s.upstream_keepalive_pool_size,
+        ..ServerConf::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cross_references_and_listeners_are_checked() {
+        let raw = config::parse(
+            "listeners:\n  - address: 127.0.0.1:8080\n  - address: 127.0.0.1:8080\n  - address: localhost:80\n\
+             admin: {address: 127.0.0.1:8080}\n\
+             upstreams:\n  app:\n    backends: [{address: 127.0.0.1:9000}]\n\
+             routes:\n  - upstream: ghost\n",
+        )
+        .unwrap();
+        let text = Snapshot::build(&raw).err().unwrap().to_string();
+        for expected in [
+            "listeners[1].address: 127.0.0.1:8080 is already used by listeners[0]",
+            "listeners[2].address: invalid listen address",
+            "admin.address: 127.0.0.1:8080 is already used by listeners[0]",
+            "routes[0].upstream: no upstream named \"ghost\"",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn minimal_config_builds_with_safe_defaults() {
+        let raw = config::parse(include_str!("../conf/minimal.yaml")).unwrap();
+        let snap = Snapshot::build(&raw).unwrap();
+        assert_eq!(snap.server.grace_period_seconds, Some(10));
+        assert_eq!(snap.listeners.len(), 1);
+    }
+}

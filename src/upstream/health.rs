@@ -1,0 +1,163 @@
+//! Active health checks: HTTP (path, expected status, Host) or TCP connect,
+//! with consecutive success/failure thresholds, run by Pingora's load balancer
+//! background service. Transitions update `parapet_backend_healthy` and are logged.
+
+use crate::config::units::parse_duration;
+use crate::config::{ConfigErrors, HealthCheckConfig, HealthCheckKind};
+use crate::metrics;
+use async_trait::async_trait;
+use pingora::http::RequestHeader;
+use pingora::lb::health_check::{HealthCheck, HealthObserve, HttpHealthCheck, TcpHealthCheck};
+use pingora::lb::Backend;
+use pingora::{Error, ErrorType};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// A validated health-check plan for one pool.
+#[derive(Debug, Clone)]
+pub struct HealthPlan {
+    pub kind: HealthCheckKind,
+    pub path: String,
+    pub expect_status: u16,
+    pub host: Option<String>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub healthy_threshold: usize,
+    pub unhealthy_threshold: usize,
+}
+
+impl HealthPlan {
+    pub fn build(
+        cfg: &HealthCheckConfig,
+        path: &str,
+        errs: &mut ConfigErrors,
+    ) -> Option<HealthPlan> {
+        let n = errs.len();
+        let mut duration = |key: &str, text: &str| match parse_duration(text) {
+            Ok(d) if !d.is_zero() => d,
+            Ok(_) => {
+                errs.push(format!("{path}.{key}"), "must be greater than zero");
+                Duration::ZERO
+            }
+            Err(e) => {
+                errs.push(format!("{path}.{key}"), e);
+                Duration::ZERO
+            }
+        };
+        let interval = duration("interval", &cfg.interval);
+        let timeout = duration("timeout", &cfg.timeout);
+        if cfg.kind == HealthCheckKind::Http {
+            if !cfg.path.starts_with('/') {
+                errs.push(
+                    format!("{path}.path"),
+                    format!("must start with '/' (got {:?})", cfg.path),
+                );
+            }
+            if !(100..=599).contains(&cfg.expect_status) {
+                errs.push(
+                    format!("{path}.expect_status"),
+                    format!("not an HTTP status: {}", cfg.expect_status),
+                );
+            }
+        }
+        for (key, v) in [
+            ("healthy_threshold", cfg.healthy_threshold),
+            ("unhealthy_threshold", cfg.unhealthy_threshold),
+        ] {
+            if v == 0 {
+                errs.push(format!("{path}.{key}"), "must be at least 1");
+            }
+        }
+        (errs.len() == n).then(|| HealthPlan {
+            kind: cfg.kind,
+            path: cfg.path.clone(),
+            expect_status: cfg.expect_status,
+            host: cfg.host.clone(),
+            interval,
+            timeout,
+            healthy_threshold: cfg.healthy_threshold,
+            unhealthy_threshold: cfg.unhealthy_threshold,
+        })
+    }
+
+    /// The Pingora health check for this plan, reporting to `observer`.
+    pub fn check(&self, observer: HealthMetrics) -> Box<dyn HealthCheck + Send + Sync> {
+        match self.kind {
+            HealthCheckKind::Tcp => {
+                let mut hc = TcpHealthCheck::new();
+                hc.consecutive_success = self.healthy_threshold;
+                hc.consecutive_failure = self.unhealthy_threshold;
+                hc.peer_template.options.connection_timeout = Some(self.timeout);
+                hc.peer_template.options.total_connection_timeout = Some(self.timeout);
+                hc.health_changed_callback = Some(Box::new(observer));
+                hc
+            }
+            HealthCheckKind::Http => {
+                let host = self.host.clone().unwrap_or_else(|| "localhost".into());
+                let mut hc = HttpHealthCheck::new(&host, false);
+                // A path that passed validation always builds a request.
+                if let Ok(mut req) = RequestHeader::build("GET", self.path.as_bytes(), None) {
+                    let _ = req.append_header("host", host.as_str());
+                    let _ = req.append_header("user-agent", "parapet-health-check");
+                    hc.req = req;
+                }
+                hc.consecutive_success = self.healthy_threshold;
+                hc.consecutive_failure = self.unhealthy_threshold;
+                hc.peer_template.options.connection_timeout = Some(self.timeout);
+                hc.peer_template.options.total_connection_timeout = Some(self.timeout);
+                hc.peer_template.options.read_timeout = Some(self.timeout);
+                hc.peer_template.options.write_timeout = Some(self.timeout);
+                let expect = self.expect_status;
+                hc.validator = Some(Box::new(move |resp| {
+                    if resp.status.as_u16() == expect {
+                        Ok(())
+                    } else {
+                        Error::e_explain(
+                            ErrorType::CustomCode("unexpected status", resp.status.as_u16()),
+                            format!("health check expected {expect}"),
+                        )
+                    }
+                }));
+                hc.health_changed_callback = Some(Box::new(observer));
+                Box::new(hc)
+            }
+        }
+    }
+}
+
+/// Reports health transitions of one pool's backends to metrics and the log.
+pub struct HealthMetrics {
+    pub upstream: String,
+    /// backend address → (label, region) as in the metrics.
+    pub labels: HashMap<SocketAddr, (String, String)>,
+}
+
+#[async_trait]
+impl HealthObserve for HealthMetrics {
+    async fn observe(&self, target: &Backend, healthy: bool) {
+        let Some(addr) = target.addr.as_inet().copied() else {
+            return;
+        };
+        let (label, region) = self
+            .labels
+            .get(&addr)
+            .cloned()
+            .unwrap_or_else(|| (addr.to_string(), String::new()));
+        metrics::BACKEND_HEALTHY
+            .with_label_values(&[&self.upstream, &label, &region])
+            .set(healthy as i64);
+        let to = if healthy { "healthy" } else { "unhealthy" };
+        metrics::BACKEND_HEALTH_CHANGES
+            .with_label_values(&[&self.upstream, &label, to])
+            .inc();
+        if healthy {
+            log::info!(
+                "upstream {}: backend {label} is healthy again",
+                self.upstream
+            );
+        } else {
+            log::warn!("upstream {}: backend {label} is unhealthy", self.upstream);
+        }
+    }
+}
