@@ -31,9 +31,20 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Reads, schema-checks and builds; every error found, with its YAML path.
+    /// Schema errors and semantic errors of the parts that did parse are
+    /// reported together.
     pub fn load(path: &Path) -> Result<Snapshot, ConfigErrors> {
-        let raw = config::read_file(path)?;
-        Snapshot::build(&raw)
+        let (raw, mut errs) = config::read_file(path);
+        let Some(raw) = raw else {
+            return Err(errs);
+        };
+        match Snapshot::build(&raw) {
+            Ok(snap) => errs.into_result(snap),
+            Err(more) => {
+                errs.0.extend(more.0);
+                Err(errs)
+            }
+        }
     }
 
     pub fn build(raw: &RawConfig) -> Result<Snapshot, ConfigErrors> {
@@ -41,10 +52,11 @@ impl Snapshot {
         let server = server_conf(&raw.server, &mut errs);
         let mut listeners = Vec::new();
         let mut seen = BTreeMap::new();
-        if raw.listeners.is_empty() {
+        if raw.listeners.is_empty() && !raw.broken.listeners {
             errs.push("listeners", "at least one listener is needed");
         }
-        for (i, l) in raw.listeners.iter().enumerate() {
+        for l in &raw.listeners {
+            let i = l.position;
             match parse_listen_addr(&l.address) {
                 Ok(addr) => {
                     match seen.get(&addr) {
@@ -73,8 +85,8 @@ impl Snapshot {
                 None
             }
         });
-        let pools = Pools::build(&raw.upstreams, &mut errs);
-        if raw.routes.is_empty() {
+        let pools = Pools::build(&raw.upstreams, &raw.broken.upstreams, &mut errs);
+        if raw.routes.is_empty() && !raw.broken.routes {
             errs.push(
                 "routes",
                 "at least one route is needed (without one every request gets 404)",

@@ -27,6 +27,18 @@ pub struct RawConfig {
     pub forwarding: ForwardingConfig,
     pub cache: Option<CacheConfig>,
     pub admin: Option<AdminConfig>,
+    /// What failed the schema check, so that semantic validation of the rest
+    /// does not report follow-on errors ("no listener", "no such upstream").
+    pub broken: Broken,
+}
+
+/// Entries dropped by the schema check.
+#[derive(Debug, Clone, Default)]
+pub struct Broken {
+    /// Names of upstream entries that failed (routes may still name them).
+    pub upstreams: Vec<String>,
+    pub listeners: bool,
+    pub routes: bool,
 }
 
 const SECTIONS: &[&str] = &[
@@ -39,27 +51,40 @@ const SECTIONS: &[&str] = &[
     "admin",
 ];
 
-/// Reads and schema-checks a config file.
-pub fn read_file(path: &Path) -> Result<RawConfig, ConfigErrors> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        let mut errs = ConfigErrors::default();
-        errs.push(
-            "",
-            format!("cannot read config file {}: {e}", path.display()),
-        );
-        errs
-    })?;
-    parse(&text)
+/// Reads and schema-checks a config file; see [`parse_partial`].
+pub fn read_file(path: &Path) -> (Option<RawConfig>, ConfigErrors) {
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse_partial(&text),
+        Err(e) => {
+            let mut errs = ConfigErrors::default();
+            errs.push(
+                "",
+                format!("cannot read config file {}: {e}", path.display()),
+            );
+            (None, errs)
+        }
+    }
 }
 
 /// Schema-checks a config document. Unknown keys are errors.
 pub fn parse(text: &str) -> Result<RawConfig, ConfigErrors> {
+    match parse_partial(text) {
+        (Some(raw), errs) => errs.into_result(raw),
+        (None, errs) => Err(errs),
+    }
+}
+
+/// Schema-checks a config document and returns what did parse (entries with
+/// errors left out, noted in [`RawConfig::broken`]) with the errors, so that
+/// semantic validation can still report the rest. `None` when the document
+/// is not a YAML mapping at all.
+pub fn parse_partial(text: &str) -> (Option<RawConfig>, ConfigErrors) {
     let mut errs = ConfigErrors::default();
     let doc: Value = match serde_yaml::from_str(text) {
         Ok(v) => v,
         Err(e) => {
             errs.push("", format!("not valid YAML: {e}"));
-            return Err(errs);
+            return (None, errs);
         }
     };
     let root = match doc {
@@ -67,7 +92,7 @@ pub fn parse(text: &str) -> Result<RawConfig, ConfigErrors> {
         Value::Null => Mapping::new(),
         _ => {
             errs.push("", "the config must be a YAML mapping of sections");
-            return Err(errs);
+            return (None, errs);
         }
     };
     for key in root.keys() {
@@ -79,16 +104,36 @@ pub fn parse(text: &str) -> Result<RawConfig, ConfigErrors> {
             ),
         }
     }
+    let mut broken = Broken::default();
+    let n = errs.len();
+    let listeners = list(root.get("listeners"), "listeners", &mut errs)
+        .into_iter()
+        .map(|(position, l)| ListenerConfig { position, ..l })
+        .collect();
+    broken.listeners = errs.len() != n;
+    let upstreams = map(
+        root.get("upstreams"),
+        "upstreams",
+        &mut errs,
+        &mut broken.upstreams,
+    );
+    let n = errs.len();
+    let routes = list(root.get("routes"), "routes", &mut errs)
+        .into_iter()
+        .map(|(position, r)| RouteConfig { position, ..r })
+        .collect();
+    broken.routes = errs.len() != n;
     let raw = RawConfig {
         server: one(&root, "server", &mut errs).unwrap_or_default(),
-        listeners: list(root.get("listeners"), "listeners", &mut errs),
-        upstreams: map(root.get("upstreams"), "upstreams", &mut errs),
-        routes: list(root.get("routes"), "routes", &mut errs),
+        listeners,
+        upstreams,
+        routes,
         forwarding: one(&root, "forwarding", &mut errs).unwrap_or_default(),
         cache: one(&root, "cache", &mut errs),
         admin: one(&root, "admin", &mut errs),
+        broken,
     };
-    errs.into_result(raw)
+    (Some(raw), errs)
 }
 
 fn key_text(key: &Value) -> String {
@@ -125,13 +170,18 @@ fn one<T: DeserializeOwned>(root: &Mapping, key: &str, errs: &mut ConfigErrors) 
     }
 }
 
-fn list<T: DeserializeOwned>(value: Option<&Value>, path: &str, errs: &mut ConfigErrors) -> Vec<T> {
+/// The items that parsed, with their index in the file.
+fn list<T: DeserializeOwned>(
+    value: Option<&Value>,
+    path: &str,
+    errs: &mut ConfigErrors,
+) -> Vec<(usize, T)> {
     match value {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Sequence(items)) => items
             .iter()
             .enumerate()
-            .filter_map(|(i, v)| item(v, &format!("{path}[{i}]"), errs))
+            .filter_map(|(i, v)| item(v, &format!("{path}[{i}]"), errs).map(|t| (i, t)))
             .collect(),
         Some(_) => {
             errs.push(path, "expected a list");
@@ -144,6 +194,7 @@ fn map<T: DeserializeOwned>(
     value: Option<&Value>,
     path: &str,
     errs: &mut ConfigErrors,
+    failed: &mut Vec<String>,
 ) -> BTreeMap<String, T> {
     match value {
         None | Some(Value::Null) => BTreeMap::new(),
@@ -154,8 +205,11 @@ fn map<T: DeserializeOwned>(
                     errs.push(format!("{path}.{}", key_text(k)), "names must be strings");
                     continue;
                 };
-                if let Some(t) = item(v, &format!("{path}.{name}"), errs) {
-                    out.insert(name.to_string(), t);
+                match item(v, &format!("{path}.{name}"), errs) {
+                    Some(t) => {
+                        out.insert(name.to_string(), t);
+                    }
+                    None => failed.push(name.to_string()),
                 }
             }
             out

@@ -53,6 +53,9 @@ impl Default for ServerSection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
+    /// Index in the file's `listeners` list (for error paths).
+    #[serde(skip)]
+    pub position: usize,
     /// `"127.0.0.1:8080"`, `"0.0.0.0:80"`, `"[::]:80"`.
     pub address: String,
     /// Also accept cleartext HTTP/2 with prior knowledge.
@@ -171,6 +174,9 @@ impl Default for TimeoutsConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
+    /// Index in the file's `routes` list (for error paths and default names).
+    #[serde(skip)]
+    pub position: usize,
     /// Label in metrics and logs; default `route<index>`.
     pub name: Option<String>,
     #[serde(rename = "match", default)]

@@ -102,7 +102,8 @@ impl Router {
     ) -> Router {
         let mut routes = Vec::with_capacity(configs.len());
         let mut names = HashMap::new();
-        for (i, rc) in configs.iter().enumerate() {
+        for rc in configs {
+            let i = rc.position;
             let at = |key: &str| format!("routes[{i}].{key}");
             let name = rc.name.clone().unwrap_or_else(|| format!("route{i}"));
             if let Some(prev) = names.insert(name.clone(), i) {

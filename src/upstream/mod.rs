@@ -297,14 +297,26 @@ pub struct Pools {
 }
 
 impl Pools {
-    pub fn build(configs: &BTreeMap<String, UpstreamConfig>, errs: &mut ConfigErrors) -> Pools {
+    /// `broken` names pools that failed the schema check: routes may name them
+    /// without a second, misleading "no upstream named" error.
+    pub fn build(
+        configs: &BTreeMap<String, UpstreamConfig>,
+        broken: &[String],
+        errs: &mut ConfigErrors,
+    ) -> Pools {
         let mut pools = Pools::default();
+        for name in broken {
+            pools.by_name.insert(name.clone(), usize::MAX);
+        }
         for (name, cfg) in configs {
-            // Indices are assigned even to pools with errors so that routes naming
-            // them do not report a second, misleading "no such upstream".
-            pools.by_name.insert(name.clone(), pools.by_name.len());
-            if let Some(pool) = Pool::build(name, cfg, errs) {
-                pools.pools.push(pool);
+            match Pool::build(name, cfg, errs) {
+                Some(pool) => {
+                    pools.by_name.insert(name.clone(), pools.pools.len());
+                    pools.pools.push(pool);
+                }
+                None => {
+                    pools.by_name.insert(name.clone(), usize::MAX);
+                }
             }
         }
         pools
@@ -346,7 +358,7 @@ mod tests {
     fn pools(yaml: &str) -> Result<Pools, ConfigErrors> {
         let raw = config::parse(yaml).unwrap();
         let mut errs = ConfigErrors::default();
-        let p = Pools::build(&raw.upstreams, &mut errs);
+        let p = Pools::build(&raw.upstreams, &[], &mut errs);
         errs.into_result(p)
     }
 
