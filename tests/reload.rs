@@ -1,0 +1,243 @@
+//! Zero-downtime reloads through Pingora's socket handoff, driven by the
+//! `parapet run` supervisor: SIGHUP under continuous load loses no request and
+//! puts the new config in effect; a broken config changes nothing.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+use support::*;
+
+const HANDOFF_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Generation `n` of the config: the route stamps `X-Generation: n`; from
+/// generation 2 on, a second backend joins the pool.
+fn config(ports: &Ports, n: usize, a: &Origin, b: &Origin) -> String {
+    let mut backends = format!("      - {{address: \"{}\"}}\n", a.address());
+    if n >= 2 {
+        backends.push_str(&format!("      - {{address: \"{}\"}}\n", b.address()));
+    }
+    base_config(
+        ports,
+        &format!(
+            "upstreams:\n  app:\n    backends:\n{backends}routes:\n  - upstream: app\n    response_headers: {{set: {{X-Generation: \"{n}\"}}}}\n"
+        ),
+    )
+}
+
+fn generation(p: &Parapet) -> Option<String> {
+    request(p.addr(), "GET", "/probe", &[], b"")
+        .ok()
+        .and_then(|r| r.header("x-generation").map(str::to_string))
+}
+
+#[derive(Default)]
+struct Load {
+    ok: AtomicUsize,
+    failures: Mutex<Vec<String>>,
+}
+
+/// Two clients hammering the edge until `stop`: one on keep-alive connections
+/// (reconnecting when told `Connection: close`), one with a new connection
+/// per request.
+fn start_load(
+    addr: std::net::SocketAddr,
+    stop: Arc<AtomicBool>,
+    load: Arc<Load>,
+) -> Vec<thread::JoinHandle<()>> {
+    let mut threads = Vec::new();
+    {
+        let (stop, load) = (stop.clone(), load.clone());
+        threads.push(thread::spawn(move || {
+            let mut client: Option<Client> = None;
+            while !stop.load(Ordering::Relaxed) {
+                let c = match client.as_mut() {
+                    Some(c) => c,
+                    None => match Client::try_connect(addr) {
+                        Ok(c) => client.insert(c),
+                        Err(e) => {
+                            load.failures
+                                .lock()
+                                .unwrap()
+                                .push(format!("keep-alive connect: {e}"));
+                            continue;
+                        }
+                    },
+                };
+                match c.send("GET", "/ka", &[], b"") {
+                    Ok(r) if r.status == 200 => {
+                        load.ok.fetch_add(1, Ordering::Relaxed);
+                        if r.header("connection")
+                            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+                        {
+                            client = None;
+                        }
+                    }
+                    Ok(r) => {
+                        load.failures
+                            .lock()
+                            .unwrap()
+                            .push(format!("keep-alive status {}", r.status));
+                        client = None;
+                    }
+                    Err(e) => {
+                        load.failures
+                            .lock()
+                            .unwrap()
+                            .push(format!("keep-alive: {e}"));
+                        client = None;
+                    }
+                }
+            }
+        }));
+    }
+    threads.push(thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            match request(addr, "GET", "/new", &[], b"") {
+                Ok(r) if r.status == 200 => {
+                    load.ok.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(r) => load
+                    .failures
+                    .lock()
+                    .unwrap()
+                    .push(format!("new-conn status {}", r.status)),
+                Err(e) => load.failures.lock().unwrap().push(format!("new-conn: {e}")),
+            }
+        }
+    }));
+    threads
+}
+
+#[test]
+fn three_handoffs_under_load_lose_no_request() {
+    let a = Origin::start("a");
+    let b = Origin::start("b");
+    let ports = Ports::new();
+    let mut p = Parapet::supervise_with(&ports, &config(&ports, 1, &a, &b));
+    assert_eq!(generation(&p).as_deref(), Some("1"));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = Arc::new(Load::default());
+    let threads = start_load(p.addr(), stop.clone(), load.clone());
+    wait_until(Duration::from_secs(10), "load running", || {
+        load.ok.load(Ordering::Relaxed) > 50
+    });
+
+    for n in 2..=4 {
+        p.write_config(&config(&ports, n, &a, &b));
+        p.signal(SIGHUP);
+        let want = n.to_string();
+        wait_until(HANDOFF_DEADLINE, &format!("generation {n} serving"), || {
+            generation(&p).as_deref() == Some(want.as_str())
+        });
+        // Only the new generation answers once the old one stopped accepting.
+        wait_until(
+            HANDOFF_DEADLINE,
+            &format!("only generation {n} answers"),
+            || (0..20).all(|_| generation(&p).as_deref() == Some(want.as_str())),
+        );
+        let before = load.ok.load(Ordering::Relaxed);
+        wait_until(Duration::from_secs(10), "load continues", || {
+            load.ok.load(Ordering::Relaxed) > before + 50
+        });
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    let ok = load.ok.load(Ordering::Relaxed);
+    let failures = load.failures.lock().unwrap().clone();
+    println!(
+        "handoff load: {ok} requests succeeded, {} failed across 3 handoffs",
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} failed requests: {:?}\n{}",
+        failures.len(),
+        &failures[..failures.len().min(20)],
+        p.logs()
+    );
+    assert!(ok > 300, "too little load to mean anything: {ok}");
+    // The added backend is in effect.
+    b.reset_counters();
+    for _ in 0..10 {
+        request(p.addr(), "GET", "/", &[], b"").unwrap();
+    }
+    assert!(
+        b.hits() >= 4,
+        "the backend added by the reload gets traffic: {}",
+        b.hits()
+    );
+    assert!(p.try_wait().is_none(), "the supervisor keeps running");
+}
+
+#[test]
+fn broken_config_on_reload_keeps_the_old_generation_serving() {
+    let a = Origin::start("a");
+    let b = Origin::start("b");
+    let ports = Ports::new();
+    let mut p = Parapet::supervise_with(&ports, &config(&ports, 1, &a, &b));
+    assert_eq!(generation(&p).as_deref(), Some("1"));
+
+    p.write_config(&format!(
+        "{}  - upstream: ghost\n  - match: {{path_prefix: nope}}\n    upstream: app\n",
+        config(&ports, 2, &a, &b)
+    ));
+    p.signal(SIGHUP);
+    wait_until(Duration::from_secs(15), "reload refused in the log", || {
+        p.logs().contains("reload refused")
+    });
+    let logs = p.logs();
+    assert!(
+        logs.contains("routes[1].upstream: no upstream named \"ghost\""),
+        "{logs}"
+    );
+    assert!(logs.contains("routes[2].match.path_prefix"), "{logs}");
+    for _ in 0..20 {
+        assert_eq!(
+            generation(&p).as_deref(),
+            Some("1"),
+            "the old generation keeps serving"
+        );
+    }
+    assert!(p.try_wait().is_none());
+
+    // A good config afterwards still reloads.
+    p.write_config(&config(&ports, 2, &a, &b));
+    p.signal(SIGHUP);
+    wait_until(HANDOFF_DEADLINE, "generation 2 serving", || {
+        generation(&p).as_deref() == Some("2")
+    });
+}
+
+#[test]
+fn a_draining_generation_is_not_ready_and_closes_connections() {
+    let a = Origin::start("a");
+    let b = Origin::start("b");
+    let ports = Ports::new();
+    let mut p = Parapet::start_with(&ports, &config(&ports, 1, &a, &b));
+    let mut c = Client::connect(p.addr());
+    assert_eq!(c.get("/", &[]).header("connection"), Some("keep-alive"));
+    // SIGQUIT with no successor: the process drains while it still accepts.
+    p.signal(SIGQUIT);
+    wait_until(Duration::from_secs(10), "readyz 503", || {
+        request(ports.admin_addr(), "GET", "/readyz", &[], b"").is_ok_and(|r| r.status == 503)
+    });
+    assert_eq!(
+        get(ports.admin_addr(), "/healthz", &[]).status,
+        200,
+        "still alive"
+    );
+    let r = c.get("/", &[]);
+    assert_eq!(r.status, 200, "in-flight clients are still served");
+    assert_eq!(
+        r.header("connection"),
+        Some("close"),
+        "keep-alive clients are told to move on"
+    );
+    assert!(p.metrics().contains("parapet_draining 1"));
+}
