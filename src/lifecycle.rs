@@ -11,8 +11,10 @@ use crate::metrics;
 use async_trait::async_trait;
 use pingora::server::{ExecutionPhase, ShutdownWatch};
 use pingora::services::background::BackgroundService;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
+use std::time::Duration;
 use tokio::sync::broadcast;
 
 static DRAINING: AtomicBool = AtomicBool::new(false);
@@ -26,6 +28,60 @@ fn set_draining(why: &str) {
     if !DRAINING.swap(true, Ordering::Relaxed) {
         log::info!("draining: {why}");
         metrics::DRAINING.set(1);
+    }
+}
+
+/// Whether the public listeners accept connections yet.
+///
+/// Pingora signals a listening service ready before it binds, so readiness is
+/// checked for real: connect to each public listener once; after every one
+/// has accepted, the answer is cached.
+pub struct ListenerReadiness {
+    probes: Vec<SocketAddr>,
+    ready: AtomicBool,
+}
+
+impl ListenerReadiness {
+    pub fn new(listeners: impl IntoIterator<Item = SocketAddr>) -> Self {
+        let probes = listeners
+            .into_iter()
+            .map(|mut a| {
+                // A wildcard address is reached through loopback.
+                match a.ip() {
+                    IpAddr::V4(ip) if ip.is_unspecified() => {
+                        a.set_ip(IpAddr::V4(Ipv4Addr::LOCALHOST))
+                    }
+                    IpAddr::V6(ip) if ip.is_unspecified() => {
+                        a.set_ip(IpAddr::V6(Ipv6Addr::LOCALHOST))
+                    }
+                    _ => {}
+                }
+                a
+            })
+            .collect();
+        ListenerReadiness {
+            probes,
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    /// True once every public listener has accepted a connection.
+    pub async fn listening(&self) -> bool {
+        if self.ready.load(Ordering::Relaxed) {
+            return true;
+        }
+        for addr in &self.probes {
+            let probe = tokio::time::timeout(
+                Duration::from_millis(500),
+                tokio::net::TcpStream::connect(addr),
+            )
+            .await;
+            if !matches!(probe, Ok(Ok(_))) {
+                return false;
+            }
+        }
+        self.ready.store(true, Ordering::Relaxed);
+        true
     }
 }
 

@@ -11,6 +11,9 @@ use parapet::{app, demo, metrics, supervisor};
 use pingora::server::configuration::Opt;
 use std::path::PathBuf;
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const USAGE: &str = "usage:
   parapet -c FILE [-t] [-u] [-d]   run the edge (-t: check the config and exit,
                                    -u: take over from a running generation, -d: daemonize)

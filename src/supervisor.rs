@@ -35,6 +35,11 @@ struct Supervisor {
     /// Older generations still draining.
     retiring: Vec<i32>,
     stopping: bool,
+    /// Set when the serving generation died on its own: the supervisor's exit code.
+    failure: Option<i32>,
+    /// The handoff socket; a reload cannot move it (the running generation
+    /// sends its sockets to the path it was started with).
+    upgrade_sock: PathBuf,
 }
 
 /// Runs the supervisor; returns the process exit code.
@@ -46,6 +51,7 @@ pub fn run(config: PathBuf) -> i32 {
             return 1;
         }
     };
+    let upgrade_sock = PathBuf::from(&snap.server.upgrade_sock);
     drop(snap);
     let exe = match std::env::current_exe() {
         Ok(e) => e,
@@ -71,6 +77,8 @@ pub fn run(config: PathBuf) -> i32 {
             current: 0,
             retiring: Vec::new(),
             stopping: false,
+            failure: None,
+            upgrade_sock,
         };
         sup.main_loop().await
     })
@@ -159,7 +167,8 @@ impl Supervisor {
         }
     }
 
-    /// Reaps exited children. Returns the exit code when the supervisor should exit.
+    /// Reaps exited children. Returns the exit code once the supervisor is
+    /// stopping and every generation has exited.
     fn reap(&mut self) -> Option<i32> {
         loop {
             let mut status = 0;
@@ -172,28 +181,17 @@ impl Supervisor {
             if pid == self.current {
                 self.current = 0;
                 if !self.stopping {
-                    log::error!(
-                        "generation pid {pid} exited on its own (code {code}); supervisor exits"
-                    );
+                    log::error!("generation pid {pid} exited on its own (code {code}); stopping");
+                    self.failure = Some(if code == 0 { 1 } else { code });
                     self.stop(libc::SIGTERM);
-                    self.stopping = true;
-                }
-                if self.retiring.is_empty() {
-                    return Some(if self.stopping_cleanly(code) { 0 } else { code });
                 }
             } else if let Some(i) = self.retiring.iter().position(|p| *p == pid) {
                 self.retiring.remove(i);
                 log::info!("old generation pid {pid} finished draining (code {code})");
             }
         }
-        if self.stopping && self.current == 0 && self.retiring.is_empty() {
-            return Some(0);
-        }
-        None
-    }
-
-    fn stopping_cleanly(&self, code: i32) -> bool {
-        self.stopping && code == 0
+        (self.stopping && self.current == 0 && self.retiring.is_empty())
+            .then(|| self.failure.unwrap_or(0))
     }
 
     /// Validates the config, starts the next generation and hands over.
@@ -214,6 +212,14 @@ impl Supervisor {
         };
         let sock = PathBuf::from(&snap.server.upgrade_sock);
         drop(snap);
+        if sock != self.upgrade_sock {
+            log::error!(
+                "reload refused: server.upgrade_sock changed from {} to {}; the handoff needs the same path (restart instead)",
+                self.upgrade_sock.display(),
+                sock.display()
+            );
+            return;
+        }
         let before = socket_identity(&sock);
         let new = match self.spawn(true) {
             Ok(pid) => pid,

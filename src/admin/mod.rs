@@ -4,14 +4,14 @@
 //! |------------|-----------------------------------------------------------|
 //! | `/metrics` | Prometheus text format (the default registry)             |
 //! | `/healthz` | 200 while the process is alive                            |
-//! | `/readyz`  | 200 when ready for traffic, 503 once draining             |
+//! | `/readyz`  | 200 once the public listeners accept, 503 once draining   |
 //! | `/`        | a status page for people: pools, backend health, routes   |
 //!
 //! Only GET and HEAD are served; nothing here changes state.
 
 mod status_page;
 
-use crate::lifecycle;
+use crate::lifecycle::{self, ListenerReadiness};
 use crate::metrics;
 use crate::runtime::Snapshot;
 use async_trait::async_trait;
@@ -22,11 +22,13 @@ use std::sync::Arc;
 
 pub struct AdminApp {
     snap: Arc<Snapshot>,
+    listeners: ListenerReadiness,
 }
 
 impl AdminApp {
     pub fn new(snap: Arc<Snapshot>) -> AdminApp {
-        AdminApp { snap }
+        let listeners = ListenerReadiness::new(snap.listeners.iter().map(|l| l.addr));
+        AdminApp { snap, listeners }
     }
 }
 
@@ -65,6 +67,9 @@ impl ServeHttp for AdminApp {
             "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n"),
             "/readyz" if lifecycle::is_draining() => {
                 reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "draining\n")
+            }
+            "/readyz" if !self.listeners.listening().await => {
+                reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "starting\n")
             }
             "/readyz" => reply(StatusCode::OK, "text/plain", "ready\n"),
             "/" | "/status" => reply(

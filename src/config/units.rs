@@ -22,6 +22,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// Like [`parse_duration`], refusing zero (a zero timeout or interval is a mistake).
+pub fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        d if d.is_zero() => Err("must be greater than zero".into()),
+        d => Ok(d),
+    }
+}
+
 /// Parses `<integer>[unit]` with unit `B`, `KB`/`MB`/`GB` (powers of 1000) or
 /// `KiB`/`MiB`/`GiB` (powers of 1024). A bare number is bytes.
 pub fn parse_size(text: &str) -> Result<u64, String> {

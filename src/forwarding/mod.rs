@@ -19,9 +19,11 @@ use std::str::FromStr;
 
 pub use request_id::RequestIdGenerator;
 
-const XFF: &str = "x-forwarded-for";
-const XFP: &str = "x-forwarded-proto";
-const XFH: &str = "x-forwarded-host";
+// Pre-built names: passing a &str to insert_header parses it on every request.
+const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
+const XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const XFH: HeaderName = HeaderName::from_static("x-forwarded-host");
+const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 
 /// The built forwarding policy.
 pub struct Forwarding {
@@ -107,7 +109,7 @@ impl Forwarding {
         if peer_trusted {
             let hops = req
                 .headers
-                .get_all(XFF)
+                .get_all(&XFF)
                 .iter()
                 .filter_map(|v| v.to_str().ok())
                 .flat_map(|v| v.split(','))
@@ -151,15 +153,15 @@ impl Forwarding {
         request_id: &str,
     ) -> pingora::Result<()> {
         let peer = client.peer.to_string();
-        let xff = match (client.peer_trusted, joined(req, XFF)) {
+        let xff = match (client.peer_trusted, joined(req, &XFF)) {
             (true, Some(prev)) => format!("{prev}, {peer}"),
             _ => peer,
         };
         req.insert_header(XFF, xff)?;
-        if !(client.peer_trusted && req.headers.contains_key(XFP)) {
-            req.insert_header(XFP, client.scheme)?;
+        if !(client.peer_trusted && req.headers.contains_key(&XFP)) {
+            req.insert_header(XFP, HeaderValue::from_static(client.scheme))?;
         }
-        let keep_host = client.peer_trusted && req.headers.contains_key(XFH);
+        let keep_host = client.peer_trusted && req.headers.contains_key(&XFH);
         if !keep_host && !host.is_empty() {
             req.insert_header(XFH, host)?;
         }
@@ -174,15 +176,15 @@ impl Forwarding {
                     format!(";host=\"{host}\"")
                 }
             );
-            let value = match (client.peer_trusted, joined(req, "forwarded")) {
+            let value = match (client.peer_trusted, joined(req, &FORWARDED)) {
                 (true, Some(prev)) => format!("{prev}, {this}"),
                 _ => this,
             };
-            req.insert_header("forwarded", value)?;
+            req.insert_header(FORWARDED, value)?;
         }
         req.insert_header(self.request_id_header.clone(), request_id)?;
         if let Some(via) = &self.via {
-            req.append_header("via", via.clone())?;
+            req.append_header(http::header::VIA, via.clone())?;
         }
         Ok(())
     }
@@ -202,17 +204,17 @@ impl Forwarding {
     ) -> pingora::Result<()> {
         resp.insert_header(self.request_id_header.clone(), request_id)?;
         if let Some(via) = &self.via {
-            resp.append_header("via", via.clone())?;
+            resp.append_header(http::header::VIA, via.clone())?;
         }
         if let Some(server) = &self.server_header {
-            resp.insert_header("server", server.clone())?;
+            resp.insert_header(http::header::SERVER, server.clone())?;
         }
         Ok(())
     }
 }
 
 /// All values of a header joined by `, ` (how HTTP defines repeated fields).
-fn joined(req: &RequestHeader, name: &str) -> Option<String> {
+fn joined(req: &RequestHeader, name: &HeaderName) -> Option<String> {
     let parts: Vec<&str> = req
         .headers
         .get_all(name)

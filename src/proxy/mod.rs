@@ -141,9 +141,7 @@ impl ProxyHttp for Edge {
         match pool.select(&key, &ctx.upstream.failed) {
             Some(addr) => {
                 ctx.upstream.tried.push(addr);
-                metrics::UPSTREAM_REQUESTS
-                    .with_label_values(&[&pool.name])
-                    .inc();
+                pool.requests_metric.inc();
                 Ok(pool.peer(addr))
             }
             None => {
@@ -183,9 +181,7 @@ impl ProxyHttp for Edge {
             ctx.upstream.failed.push(addr);
         }
         if ctx.upstream.tried.len() <= pool.retries {
-            metrics::UPSTREAM_RETRIES
-                .with_label_values(&[&pool.name])
-                .inc();
+            pool.retries_metric.inc();
             e.set_retry(true);
         } else {
             e.set_retry(false);

@@ -2,7 +2,7 @@
 //! with consecutive success/failure thresholds, run by Pingora's load balancer
 //! background service. Transitions update `parapet_backend_healthy` and are logged.
 
-use crate::config::units::parse_duration;
+use crate::config::units::parse_positive_duration;
 use crate::config::{ConfigErrors, HealthCheckConfig, HealthCheckKind};
 use crate::metrics;
 use async_trait::async_trait;
@@ -34,16 +34,11 @@ impl HealthPlan {
         errs: &mut ConfigErrors,
     ) -> Option<HealthPlan> {
         let n = errs.len();
-        let mut duration = |key: &str, text: &str| match parse_duration(text) {
-            Ok(d) if !d.is_zero() => d,
-            Ok(_) => {
-                errs.push(format!("{path}.{key}"), "must be greater than zero");
-                Duration::ZERO
-            }
-            Err(e) => {
+        let mut duration = |key: &str, text: &str| {
+            parse_positive_duration(text).unwrap_or_else(|e| {
                 errs.push(format!("{path}.{key}"), e);
                 Duration::ZERO
-            }
+            })
         };
         let interval = duration("interval", &cfg.interval);
         let timeout = duration("timeout", &cfg.timeout);

@@ -15,7 +15,7 @@ mod health;
 pub use hash_key::HashKey;
 pub use health::{HealthMetrics, HealthPlan};
 
-use crate::config::units::parse_duration;
+use crate::config::units::parse_positive_duration;
 use crate::config::{ConfigErrors, Selection, UpstreamConfig};
 use crate::metrics;
 use futures_now::now_or_never;
@@ -63,6 +63,10 @@ pub struct Pool {
     pub backends: Vec<BackendInfo>,
     pub health: Option<HealthPlan>,
     max_iterations: usize,
+    /// `parapet_upstream_requests_total` of this pool, resolved once.
+    pub requests_metric: prometheus::IntCounter,
+    /// `parapet_upstream_retries_total` of this pool, resolved once.
+    pub retries_metric: prometheus::IntCounter,
 }
 
 impl Pool {
@@ -121,16 +125,11 @@ impl Pool {
             .health_check
             .as_ref()
             .and_then(|h| HealthPlan::build(h, &at("health_check"), errs));
-        let mut duration = |key: &str, text: &str| match parse_duration(text) {
-            Ok(d) if !d.is_zero() => d,
-            Ok(_) => {
-                errs.push(at(&format!("timeouts.{key}")), "must be greater than zero");
-                Duration::ZERO
-            }
-            Err(e) => {
+        let mut duration = |key: &str, text: &str| {
+            parse_positive_duration(text).unwrap_or_else(|e| {
                 errs.push(at(&format!("timeouts.{key}")), e);
                 Duration::ZERO
-            }
+            })
         };
         let timeouts = Timeouts {
             connect: duration("connect", &cfg.timeouts.connect),
@@ -182,6 +181,8 @@ impl Pool {
             max_iterations: 256.max(2 * total_weight),
             backends,
             health,
+            requests_metric: metrics::UPSTREAM_REQUESTS.with_label_values(&[name]),
+            retries_metric: metrics::UPSTREAM_RETRIES.with_label_values(&[name]),
         })
     }
 
