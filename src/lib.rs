@@ -9,6 +9,7 @@
 //! | client identity, request id  | [`forwarding`] (trusted proxies: [`cidr`]) |
 //! | `(host, path)` → route       | [`routing`]                              |
 //! | route → healthy backend      | [`upstream`] (selection, health, retry)  |
+//! | cache policy, key, storage   | [`cache`]                                |
 //! | the `ProxyHttp` hooks        | [`proxy`] (orchestration only)           |
 //! | metrics                      | [`metrics`]                              |
 //! | `/metrics`, `/healthz`, `/readyz`, status | [`admin`]                   |
@@ -22,6 +23,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod cache;
 pub mod cidr;
 pub mod config;
 pub mod demo;

@@ -69,9 +69,6 @@ fn main() {
     }
     init_logging();
     metrics::init();
-    if snap.cache_requested {
-        log::warn!("routes ask for caching, but this build has no cache yet: their requests are proxied uncached");
-    }
     // Pingora would try to read `conf` as its own YAML; we hand it our ServerConf.
     let opt = Opt { conf: None, ..opt };
     app::build(opt, snap).run_forever();

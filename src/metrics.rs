@@ -139,6 +139,78 @@ pub static BUILD_INFO: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     .unwrap()
 });
 
+/// Cache lookups by result: `hit`, `stale`, `miss`, `expired`, `revalidated`,
+/// `uncacheable`, `bypass`.
+pub static CACHE_LOOKUPS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "parapet_cache_lookups_total",
+        "Requests through the cache, by result.",
+        &["result"]
+    )
+    .unwrap()
+});
+
+/// Response body bytes sent to clients, by source (`cache` or `origin`), for
+/// routes with caching on.
+pub static CACHE_BODY_BYTES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "parapet_cache_served_bytes_total",
+        "Response body bytes served on caching routes, by source (cache, origin).",
+        &["source"]
+    )
+    .unwrap()
+});
+
+/// Bytes held per storage tier, bookkeeping included.
+pub static CACHE_STORED_BYTES: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        "parapet_cache_stored_bytes",
+        "Bytes held by the cache, by tier.",
+        &["tier"]
+    )
+    .unwrap()
+});
+
+/// Objects held per storage tier.
+pub static CACHE_STORED_OBJECTS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        "parapet_cache_stored_objects",
+        "Objects held by the cache, by tier.",
+        &["tier"]
+    )
+    .unwrap()
+});
+
+/// Objects removed to stay within the byte budget.
+pub static CACHE_EVICTIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "parapet_cache_evictions_total",
+        "Objects evicted to stay within the byte budget, by tier.",
+        &["tier"]
+    )
+    .unwrap()
+});
+
+/// Time requests spent waiting for another request to fill the same object.
+pub static CACHE_LOCK_WAIT: LazyLock<prometheus::Histogram> = LazyLock::new(|| {
+    prometheus::register_histogram!(
+        "parapet_cache_lock_wait_seconds",
+        "Time spent waiting on the cache lock for a concurrent fill.",
+        DURATION_BUCKETS.to_vec()
+    )
+    .unwrap()
+});
+
+/// Objects removed or marked stale by purges and invalidations, by kind.
+pub static CACHE_PURGES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "parapet_cache_purges_total",
+        "Cache entries purged, by kind (invalidation: after an unsafe request).",
+        &["kind"]
+    )
+    .unwrap()
+});
+
 /// Registers every metric so that the first scrape already lists them all.
 pub fn init() {
     BUILD_INFO
@@ -155,6 +227,13 @@ pub fn init() {
     LazyLock::force(&DOWNSTREAM_CONNECTIONS_TOTAL);
     LazyLock::force(&EDGE_RESPONSES);
     LazyLock::force(&DRAINING);
+    LazyLock::force(&CACHE_LOOKUPS);
+    LazyLock::force(&CACHE_BODY_BYTES);
+    LazyLock::force(&CACHE_STORED_BYTES);
+    LazyLock::force(&CACHE_STORED_OBJECTS);
+    LazyLock::force(&CACHE_EVICTIONS);
+    LazyLock::force(&CACHE_LOCK_WAIT);
+    LazyLock::force(&CACHE_PURGES);
 }
 
 /// `"2xx"` for 204; `"none"` for 0 (no response was sent).

@@ -2,6 +2,7 @@
 //! schema-checked config, immutable for the life of the process. A reload is a
 //! new process (Pingora's socket handoff), so there is no in-place mutation.
 
+use crate::cache::CacheSettings;
 use crate::config::{self, ConfigErrors, RawConfig};
 use crate::forwarding::Forwarding;
 use crate::routing::Router;
@@ -25,8 +26,10 @@ pub struct Snapshot {
     pub router: Router,
     pub forwarding: Forwarding,
     pub admin: Option<SocketAddr>,
-    /// Some route asked for caching (the cache is not built yet).
-    pub cache_requested: bool,
+    /// Cache storage settings; the storage itself is created by `app::build`.
+    pub cache: CacheSettings,
+    /// Whether any route caches.
+    pub caching: bool,
 }
 
 impl Snapshot {
@@ -92,16 +95,10 @@ impl Snapshot {
                 "at least one route is needed (without one every request gets 404)",
             );
         }
-        let router = Router::build(&raw.routes, pools.index(), &mut errs);
+        let router = Router::build(&raw.routes, pools.index(), raw.cache.as_ref(), &mut errs);
         let forwarding = Forwarding::build(&raw.forwarding, &mut errs);
-        if let Some(cache) = &raw.cache {
-            if let Some(mem) = &cache.memory {
-                if let Err(e) = config::units::parse_size(&mem.max_size) {
-                    errs.push("cache.memory.max_size", e);
-                }
-            }
-        }
-        let cache_requested = router.iter().any(|r| r.cache);
+        let cache = CacheSettings::build(raw.cache.as_ref(), &mut errs);
+        let caching = router.iter().any(|r| r.cache.is_some());
         errs.into_result(Snapshot {
             server,
             listeners,
@@ -109,7 +106,8 @@ impl Snapshot {
             router,
             forwarding,
             admin,
-            cache_requested,
+            cache,
+            caching,
         })
     }
 }

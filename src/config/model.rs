@@ -215,19 +215,60 @@ pub struct HeaderRulesConfig {
     pub remove: Vec<String>,
 }
 
-/// Per-route cache policy (the cache itself arrives with the edge-cache work).
+/// Per-route cache policy; every key falls back to `cache.defaults`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteCacheConfig {
-    #[serde(default)]
-    pub enabled: bool,
+    /// Cache this route's GET/HEAD responses (as the origin allows).
+    pub enabled: Option<bool>,
+    /// Lifetime used only when the origin sent no freshness information.
+    pub default_ttl: Option<String>,
+    /// Store for this long whatever the origin says (explicit override of
+    /// `no-store`/`private`; use with care).
+    pub force_ttl: Option<String>,
+    pub key: Option<CacheKeyConfig>,
 }
 
-/// Cache storage (see [`RouteCacheConfig`]).
+/// Cache key tweaks.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct CacheKeyConfig {
+    #[serde(default)]
+    pub ignore_query: bool,
+    /// Request headers that become part of the key.
+    #[serde(default)]
+    pub headers: Vec<String>,
+    /// Cookies that become part of the key.
+    #[serde(default)]
+    pub cookies: Vec<String>,
+}
+
+/// Cache storage and defaults.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct CacheConfig {
     pub memory: Option<MemoryCacheConfig>,
+    /// Larger responses stream through and are not stored.
+    pub max_object_size: Option<String>,
+    /// How long requests wait for another request filling the same object
+    /// before going to the origin themselves.
+    pub lock_timeout: String,
+    /// The RFC 9213 targeted field obeyed ahead of Cache-Control ("" = none).
+    pub targeted_field: String,
+    /// Route cache settings used where a route does not set its own.
+    pub defaults: RouteCacheConfig,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            memory: None,
+            max_object_size: None,
+            lock_timeout: "5s".into(),
+            targeted_field: "CDN-Cache-Control".into(),
+            defaults: RouteCacheConfig::default(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

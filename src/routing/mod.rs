@@ -12,7 +12,8 @@ mod headers;
 
 pub use headers::HeaderRules;
 
-use crate::config::{ConfigErrors, RouteConfig};
+use crate::cache::RouteCache;
+use crate::config::{CacheConfig, ConfigErrors, RouteConfig};
 use std::collections::HashMap;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,8 +51,8 @@ pub struct Route {
     strip_prefix: bool,
     pub request_headers: HeaderRules,
     pub response_headers: HeaderRules,
-    /// Whether the route asks for caching.
-    pub cache: bool,
+    /// The route's cache policy; `None`: not cached.
+    pub cache: Option<RouteCache>,
 }
 
 impl Route {
@@ -98,6 +99,7 @@ impl Router {
     pub fn build(
         configs: &[RouteConfig],
         upstreams: &HashMap<String, usize>,
+        cache: Option<&CacheConfig>,
         errs: &mut ConfigErrors,
     ) -> Router {
         let mut routes = Vec::with_capacity(configs.len());
@@ -165,7 +167,7 @@ impl Router {
                     &at("response_headers"),
                     errs,
                 ),
-                cache: rc.cache.as_ref().is_some_and(|c| c.enabled),
+                cache: RouteCache::build(rc.cache.as_ref(), cache, &at("cache"), errs),
             });
         }
         Router { routes }
@@ -257,7 +259,7 @@ mod tests {
         let raw = config::parse(yaml).unwrap();
         let ups = HashMap::from([("a".to_string(), 0), ("b".to_string(), 1)]);
         let mut errs = ConfigErrors::default();
-        let r = Router::build(&raw.routes, &ups, &mut errs);
+        let r = Router::build(&raw.routes, &ups, None, &mut errs);
         assert!(errs.is_empty(), "{errs}");
         r
     }
@@ -306,7 +308,12 @@ mod tests {
         )
         .unwrap();
         let mut errs = ConfigErrors::default();
-        Router::build(&raw.routes, &HashMap::from([("a".into(), 0)]), &mut errs);
+        Router::build(
+            &raw.routes,
+            &HashMap::from([("a".into(), 0)]),
+            None,
+            &mut errs,
+        );
         let text = errs.to_string();
         assert!(
             text.contains("routes[0].match.host: invalid host pattern"),

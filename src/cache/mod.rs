@@ -1,0 +1,197 @@
+//! The edge cache: policy (pure, RFC 9111), keys, the memory storage tier,
+//! and the glue the proxy hooks call.
+//!
+//! | hook                     | what the cache does                                     |
+//! |--------------------------|---------------------------------------------------------|
+//! | `request_cache_filter`   | enable for GET/HEAD on caching routes                   |
+//! | `cache_key_callback`     | [`key::primary`]: scheme, host, port, target, tweaks    |
+//! | `cache_hit_filter`       | request `no-cache`, `max-age`, `min-fresh`              |
+//! | `proxy_upstream_filter`  | `only-if-cached` → 504                                  |
+//! | `response_cache_filter`  | [`policy::evaluate`] → `CacheMeta` with RFC ages         |
+//! | `cache_vary_filter`      | [`key::variance`]                                       |
+//! | `should_serve_stale`     | stale-while-revalidate, stale-if-error windows          |
+//! | `response_filter`        | `Cache-Status` ([`status`])                             |
+//! | `logging`                | metrics; invalidation after unsafe methods              |
+
+pub mod directives;
+pub mod key;
+pub mod memory;
+pub mod policy;
+pub mod status;
+
+use crate::config::units::{parse_positive_duration, parse_size};
+use crate::config::{CacheConfig, ConfigErrors, RouteCacheConfig};
+use http::header::HeaderName;
+use memory::MemoryTier;
+use pingora::cache::eviction::lru::Manager as LruManager;
+use pingora::cache::lock::{CacheKeyLockImpl, CacheLock};
+use pingora::cache::{CacheOptionOverrides, HttpCache};
+use policy::RoutePolicy;
+use std::time::Duration;
+
+/// Validated cache settings (storage), from the `cache:` section.
+#[derive(Debug, Clone)]
+pub struct CacheSettings {
+    pub memory_max: usize,
+    pub max_object: usize,
+    pub lock_timeout: Duration,
+}
+
+/// A route's cache policy: freshness overrides and key tweaks.
+#[derive(Debug, Clone)]
+pub struct RouteCache {
+    pub policy: RoutePolicy,
+    pub key: key::KeyPolicy,
+}
+
+impl CacheSettings {
+    pub fn build(cfg: Option<&CacheConfig>, errs: &mut ConfigErrors) -> CacheSettings {
+        let default = CacheConfig::default();
+        let cfg = cfg.unwrap_or(&default);
+        let size = |path: &str, text: Option<&str>, dflt: usize, errs: &mut ConfigErrors| match text
+        {
+            None => dflt,
+            Some(t) => match parse_size(t) {
+                Ok(n) if n > 0 => n as usize,
+                Ok(_) => {
+                    errs.push(path, "must be greater than zero");
+                    dflt
+                }
+                Err(e) => {
+                    errs.push(path, e);
+                    dflt
+                }
+            },
+        };
+        let memory_max = size(
+            "cache.memory.max_size",
+            cfg.memory.as_ref().map(|m| m.max_size.as_str()),
+            256 << 20,
+            errs,
+        );
+        let max_object = size(
+            "cache.max_object_size",
+            cfg.max_object_size.as_deref(),
+            16 << 20,
+            errs,
+        );
+        let lock_timeout = parse_positive_duration(&cfg.lock_timeout).unwrap_or_else(|e| {
+            errs.push("cache.lock_timeout", e);
+            Duration::from_secs(5)
+        });
+        CacheSettings {
+            memory_max,
+            max_object,
+            lock_timeout,
+        }
+    }
+}
+
+impl RouteCache {
+    /// The route's policy: its own `cache:` over `cache.defaults`, or `None`
+    /// when caching is off for the route.
+    pub fn build(
+        route: Option<&RouteCacheConfig>,
+        cache: Option<&CacheConfig>,
+        path: &str,
+        errs: &mut ConfigErrors,
+    ) -> Option<RouteCache> {
+        let defaults = cache.map(|c| &c.defaults);
+        let pick = |f: fn(&RouteCacheConfig) -> Option<&str>| {
+            route.and_then(f).or_else(|| defaults.and_then(f))
+        };
+        let enabled = route
+            .and_then(|r| r.enabled)
+            .or_else(|| defaults.and_then(|d| d.enabled))
+            .unwrap_or(false);
+        let mut duration = |key: &str, text: Option<&str>| {
+            text.and_then(|t| {
+                parse_positive_duration(t)
+                    .map_err(|e| errs.push(format!("{path}.{key}"), e))
+                    .ok()
+            })
+        };
+        let default_ttl = duration("default_ttl", pick(|c| c.default_ttl.as_deref()));
+        let force_ttl = duration("force_ttl", pick(|c| c.force_ttl.as_deref()));
+        let key_cfg = route
+            .and_then(|r| r.key.as_ref())
+            .or_else(|| defaults.and_then(|d| d.key.as_ref()));
+        let mut key = key::KeyPolicy::default();
+        if let Some(k) = key_cfg {
+            key.ignore_query = k.ignore_query;
+            key.cookies = k.cookies.clone();
+            for (i, h) in k.headers.iter().enumerate() {
+                match HeaderName::from_bytes(h.as_bytes()) {
+                    Ok(n) => key.headers.push(n),
+                    Err(_) => errs.push(
+                        format!("{path}.key.headers[{i}]"),
+                        format!("invalid header name {h:?}"),
+                    ),
+                }
+            }
+        }
+        let targeted = cache.map_or("CDN-Cache-Control", |c| c.targeted_field.as_str());
+        let targeted_field = if targeted.is_empty() {
+            None
+        } else {
+            HeaderName::from_bytes(targeted.as_bytes())
+                .map_err(|_| {
+                    errs.push(
+                        "cache.targeted_field",
+                        format!("invalid header name {targeted:?}"),
+                    )
+                })
+                .ok()
+        };
+        enabled.then_some(RouteCache {
+            policy: RoutePolicy {
+                default_ttl,
+                force_ttl,
+                targeted_field,
+            },
+            key,
+        })
+    }
+}
+
+/// The process-wide cache objects pingora-cache needs as `&'static`.
+pub struct CacheRuntime {
+    pub memory: &'static MemoryTier,
+    pub eviction: &'static LruManager<16>,
+    pub lock: &'static CacheKeyLockImpl,
+    pub settings: CacheSettings,
+}
+
+impl CacheRuntime {
+    /// Creates the storage once per process (leaked: it lives as long as the
+    /// process, as pingora-cache requires).
+    pub fn start(settings: CacheSettings) -> &'static CacheRuntime {
+        let memory = Box::leak(Box::new(MemoryTier::new(settings.max_object)));
+        // Capacity hint: objects of ~8 KiB on average.
+        let eviction = Box::leak(Box::new(LruManager::<16>::with_capacity(
+            settings.memory_max,
+            (settings.memory_max / 8192).clamp(1024, 1 << 20),
+        )));
+        let lock: &'static CacheKeyLockImpl =
+            Box::leak(CacheLock::new_boxed(settings.lock_timeout));
+        Box::leak(Box::new(CacheRuntime {
+            memory,
+            eviction,
+            lock,
+            settings,
+        }))
+    }
+
+    /// Turns the cache on for this request.
+    pub fn enable(&'static self, cache: &mut HttpCache) {
+        let mut overrides = CacheOptionOverrides::default();
+        overrides.wait_timeout = Some(self.settings.lock_timeout);
+        cache.enable(
+            self.memory,
+            Some(self.eviction),
+            None,
+            Some(self.lock),
+            Some(overrides),
+        );
+    }
+}

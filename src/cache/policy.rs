@@ -1,0 +1,621 @@
+//! Whether and for how long a response may be stored: RFC 9111 §3 (storing),
+//! §4.2 (freshness, age), RFC 5861 (stale-while-revalidate, stale-if-error)
+//! and RFC 9213 (targeted fields such as `CDN-Cache-Control`).
+//!
+//! Pure: every input, including the clock, is a parameter.
+
+use super::directives::{Directives, Seconds};
+use http::header::{
+    HeaderMap, HeaderName, AGE, AUTHORIZATION, CACHE_CONTROL, DATE, EXPIRES, LAST_MODIFIED, PRAGMA,
+    SET_COOKIE, VARY,
+};
+use std::time::{Duration, SystemTime};
+
+/// Route settings that bend the origin's word, each only when configured.
+#[derive(Debug, Clone, Default)]
+pub struct RoutePolicy {
+    /// Lifetime when the origin gave no freshness information at all.
+    pub default_ttl: Option<Duration>,
+    /// Store for this long whatever the origin said (an explicit override).
+    pub force_ttl: Option<Duration>,
+    /// The targeted field this cache obeys ahead of `Cache-Control` (RFC 9213).
+    pub targeted_field: Option<HeaderName>,
+}
+
+/// When the exchange happened, for age arithmetic (RFC 9111 §4.2.3).
+#[derive(Debug, Clone, Copy)]
+pub struct Exchange {
+    pub request_time: SystemTime,
+    pub response_time: SystemTime,
+}
+
+/// A response that may be stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Storable {
+    /// `response_time - corrected_initial_age`: the instant the response was
+    /// generated as far as this cache can tell; age is `now - epoch`.
+    pub epoch: SystemTime,
+    pub fresh_until: SystemTime,
+    pub stale_while_revalidate: u32,
+    pub stale_if_error: u32,
+    /// Header fields not to store (`private="…"`, `no-cache="…"`).
+    pub strip: Vec<String>,
+}
+
+/// Why a response is not stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotStored {
+    Method,
+    Status,
+    NoStore,
+    Private,
+    Authorization,
+    VaryStar,
+    SetCookie,
+    /// No freshness information and nothing to revalidate with.
+    NoFreshness,
+}
+
+impl NotStored {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotStored::Method => "method",
+            NotStored::Status => "status",
+            NotStored::NoStore => "no-store",
+            NotStored::Private => "private",
+            NotStored::Authorization => "authorization",
+            NotStored::VaryStar => "vary-star",
+            NotStored::SetCookie => "set-cookie",
+            NotStored::NoFreshness => "no-freshness",
+        }
+    }
+}
+
+/// Status codes a cache may store with heuristic freshness (RFC 9110 §15.1).
+pub fn heuristically_cacheable(status: u16) -> bool {
+    matches!(
+        status,
+        200 | 203 | 204 | 206 | 300 | 301 | 308 | 404 | 405 | 410 | 414 | 501
+    )
+}
+
+fn header_time(headers: &HeaderMap, name: &HeaderName) -> Option<Result<SystemTime, ()>> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next()?;
+    // Several differing values: invalid (treated as stale by the caller).
+    if values.any(|v| v != first) {
+        return Some(Err(()));
+    }
+    Some(
+        first
+            .to_str()
+            .ok()
+            .and_then(|s| httpdate::parse_http_date(s.trim()).ok())
+            .ok_or(()),
+    )
+}
+
+fn age_value(headers: &HeaderMap) -> u64 {
+    headers
+        .get(AGE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+        .map(|v| v.parse::<u64>().unwrap_or(2_147_483_648))
+        .unwrap_or(0)
+}
+
+/// Request directives (`Cache-Control`, or `Pragma: no-cache` without it).
+pub fn request_directives(req: &HeaderMap) -> Directives {
+    Directives::parse(req.get_all(CACHE_CONTROL).iter().map(|v| v.as_bytes())).unwrap_or_else(
+        || {
+            let pragma_no_cache = req
+                .get_all(PRAGMA)
+                .iter()
+                .any(|v| v.as_bytes().eq_ignore_ascii_case(b"no-cache"));
+            Directives {
+                no_cache: pragma_no_cache,
+                ..Default::default()
+            }
+        },
+    )
+}
+
+/// The directives the cache obeys: a valid targeted field replaces
+/// `Cache-Control` and `Expires` entirely (RFC 9213 §2.2).
+fn response_directives(resp: &HeaderMap, policy: &RoutePolicy) -> (Directives, bool) {
+    if let Some(field) = &policy.targeted_field {
+        if let Some(d) = Directives::parse(resp.get_all(field).iter().map(|v| v.as_bytes())) {
+            return (d, true);
+        }
+    }
+    (
+        Directives::parse(resp.get_all(CACHE_CONTROL).iter().map(|v| v.as_bytes()))
+            .unwrap_or_default(),
+        false,
+    )
+}
+
+/// Decides whether a response to `method` may be stored, and its freshness.
+pub fn evaluate(
+    method: &http::Method,
+    req: &HeaderMap,
+    status: u16,
+    resp: &HeaderMap,
+    exchange: Exchange,
+    policy: &RoutePolicy,
+) -> Result<Storable, NotStored> {
+    if method != http::Method::GET && method != http::Method::HEAD {
+        return Err(NotStored::Method);
+    }
+    // Final, understood, and a complete representation.
+    if !(200..=599).contains(&status) || status == 206 || status == 304 {
+        return Err(NotStored::Status);
+    }
+    let epoch = epoch(resp, exchange);
+    if let Some(ttl) = policy.force_ttl {
+        return Ok(Storable {
+            epoch: exchange.response_time,
+            fresh_until: exchange.response_time + ttl,
+            stale_while_revalidate: 0,
+            stale_if_error: 0,
+            strip: vec![SET_COOKIE.as_str().to_string()],
+        });
+    }
+    let (cc, targeted) = response_directives(resp, policy);
+    let req_cc = request_directives(req);
+    // must-understand: a cache that understands the status (all it stores) may ignore no-store.
+    let must_understand = cc.must_understand;
+    if (cc.no_store && !must_understand) || req_cc.no_store {
+        return Err(NotStored::NoStore);
+    }
+    if cc.private && cc.private_fields.is_empty() {
+        return Err(NotStored::Private);
+    }
+    if req.contains_key(AUTHORIZATION)
+        && !(cc.public || cc.must_revalidate || cc.s_maxage.is_some())
+    {
+        return Err(NotStored::Authorization);
+    }
+    if resp.get_all(VARY).iter().any(|v| {
+        v.as_bytes()
+            .split(|b| *b == b',')
+            .any(|f| f.trim_ascii() == b"*")
+    }) {
+        return Err(NotStored::VaryStar);
+    }
+    if resp.contains_key(SET_COOKIE) && !cc.public {
+        return Err(NotStored::SetCookie);
+    }
+
+    // Freshness lifetime, RFC 9111 §4.2.1: s-maxage, max-age, Expires - Date.
+    let explicit: Option<Duration> = match (cc.s_maxage, cc.max_age) {
+        (Some(Seconds::Valid(s)), _) => Some(Duration::from_secs(s.into())),
+        (Some(Seconds::Invalid), _) => Some(Duration::ZERO),
+        (None, Some(Seconds::Valid(s))) => Some(Duration::from_secs(s.into())),
+        (None, Some(Seconds::Invalid)) => Some(Duration::ZERO),
+        (None, None) if !targeted => match header_time(resp, &EXPIRES) {
+            Some(Ok(expires)) => {
+                let date = match header_time(resp, &DATE) {
+                    Some(Ok(d)) => d,
+                    _ => exchange.response_time,
+                };
+                Some(expires.duration_since(date).unwrap_or(Duration::ZERO))
+            }
+            Some(Err(())) => Some(Duration::ZERO),
+            None => None,
+        },
+        (None, None) => None,
+    };
+    let lifetime = match explicit {
+        Some(l) => l,
+        None => match policy.default_ttl {
+            Some(ttl) => ttl,
+            None if heuristically_cacheable(status) || cc.public => heuristic(resp, exchange),
+            None => return Err(NotStored::NoFreshness),
+        },
+    };
+    let lifetime = if cc.no_cache && cc.no_cache_fields.is_empty() {
+        Duration::ZERO
+    } else {
+        lifetime
+    };
+    let has_validator = resp.contains_key(http::header::ETAG) || resp.contains_key(LAST_MODIFIED);
+    if lifetime.is_zero() && !has_validator {
+        return Err(NotStored::NoFreshness);
+    }
+    // RFC 9111 §5.2.2: must-revalidate / proxy-revalidate / s-maxage (shared)
+    // and no-cache forbid serving stale without validation.
+    let no_stale =
+        cc.must_revalidate || cc.proxy_revalidate || cc.s_maxage.is_some() || cc.no_cache;
+    let stale = |s: Option<Seconds>| match s {
+        Some(Seconds::Valid(n)) if !no_stale => n,
+        _ => 0,
+    };
+    let mut strip = cc.private_fields.clone();
+    strip.extend(cc.no_cache_fields.iter().cloned());
+    Ok(Storable {
+        epoch,
+        fresh_until: epoch.checked_add(lifetime).unwrap_or(epoch),
+        stale_while_revalidate: stale(cc.stale_while_revalidate),
+        stale_if_error: stale(cc.stale_if_error),
+        strip,
+    })
+}
+
+/// `response_time - corrected_initial_age` (RFC 9111 §4.2.3).
+pub fn epoch(resp: &HeaderMap, exchange: Exchange) -> SystemTime {
+    let apparent_age = match header_time(resp, &DATE) {
+        Some(Ok(date)) => exchange
+            .response_time
+            .duration_since(date)
+            .unwrap_or(Duration::ZERO),
+        _ => Duration::ZERO,
+    };
+    let response_delay = exchange
+        .response_time
+        .duration_since(exchange.request_time)
+        .unwrap_or(Duration::ZERO);
+    let corrected_age_value = Duration::from_secs(age_value(resp)) + response_delay;
+    let corrected_initial_age = apparent_age.max(corrected_age_value);
+    exchange
+        .response_time
+        .checked_sub(corrected_initial_age)
+        .unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
+/// 10% of the time since Last-Modified, at most a day (RFC 9111 §4.2.2).
+fn heuristic(resp: &HeaderMap, exchange: Exchange) -> Duration {
+    let Some(Ok(last_modified)) = header_time(resp, &LAST_MODIFIED) else {
+        return Duration::ZERO;
+    };
+    let date = match header_time(resp, &DATE) {
+        Some(Ok(d)) => d,
+        _ => exchange.response_time,
+    };
+    (date.duration_since(last_modified).unwrap_or(Duration::ZERO) / 10)
+        .min(Duration::from_secs(86_400))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    const T0: u64 = 1_700_000_000;
+
+    fn at(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    fn date(secs: u64) -> String {
+        httpdate::fmt_http_date(at(secs))
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    fn eval_with(
+        status: u16,
+        req: &[(&str, &str)],
+        resp: &[(&str, &str)],
+        policy: &RoutePolicy,
+    ) -> Result<Storable, NotStored> {
+        let ex = Exchange {
+            request_time: at(T0),
+            response_time: at(T0),
+        };
+        evaluate(
+            &http::Method::GET,
+            &headers(req),
+            status,
+            &headers(resp),
+            ex,
+            policy,
+        )
+    }
+
+    fn eval(status: u16, resp: &[(&str, &str)]) -> Result<Storable, NotStored> {
+        eval_with(status, &[], resp, &RoutePolicy::default())
+    }
+
+    fn ttl(r: Result<Storable, NotStored>) -> u64 {
+        let s = r.unwrap();
+        s.fresh_until.duration_since(s.epoch).unwrap().as_secs()
+    }
+
+    #[test]
+    fn explicit_freshness_precedence() {
+        assert_eq!(ttl(eval(200, &[("cache-control", "max-age=60")])), 60);
+        assert_eq!(
+            ttl(eval(200, &[("cache-control", "max-age=60, s-maxage=10")])),
+            10
+        );
+        let d = date(T0);
+        let e = date(T0 + 300);
+        assert_eq!(ttl(eval(200, &[("date", &d), ("expires", &e)])), 300);
+        assert_eq!(
+            ttl(eval(
+                200,
+                &[
+                    ("date", &d),
+                    ("expires", &e),
+                    ("cache-control", "max-age=5")
+                ]
+            )),
+            5
+        );
+    }
+
+    #[test]
+    fn invalid_expires_or_max_age_means_stale_not_default() {
+        let p = RoutePolicy {
+            default_ttl: Some(Duration::from_secs(600)),
+            ..Default::default()
+        };
+        let v = [("etag", "\"x\"")];
+        assert_eq!(ttl(eval_with(200, &[], &[v[0], ("expires", "0")], &p)), 0);
+        assert_eq!(
+            ttl(eval_with(
+                200,
+                &[],
+                &[v[0], ("cache-control", "max-age=soon")],
+                &p
+            )),
+            0
+        );
+        let (a, b) = (date(T0 + 10), date(T0 + 20));
+        assert_eq!(
+            ttl(eval_with(
+                200,
+                &[],
+                &[v[0], ("expires", &a), ("expires", &b)],
+                &p
+            )),
+            0
+        );
+        // Without validators a stale-on-arrival response is not worth storing.
+        assert_eq!(eval(200, &[("expires", "0")]), Err(NotStored::NoFreshness));
+        // default_ttl only applies without any freshness information.
+        assert_eq!(ttl(eval_with(200, &[], &[], &p)), 600);
+    }
+
+    #[test]
+    fn age_and_date_reduce_remaining_freshness() {
+        let ex = Exchange {
+            request_time: at(T0),
+            response_time: at(T0 + 2),
+        };
+        // Origin says the response is already 30 s old.
+        let resp = headers(&[
+            ("cache-control", "max-age=100"),
+            ("age", "30"),
+            ("date", &date(T0 + 2)),
+        ]);
+        let s = evaluate(
+            &http::Method::GET,
+            &HeaderMap::new(),
+            200,
+            &resp,
+            ex,
+            &RoutePolicy::default(),
+        )
+        .unwrap();
+        // corrected_initial_age = max(apparent 0, 30 + 2 delay) = 32
+        assert_eq!(s.epoch, at(T0 + 2 - 32));
+        assert_eq!(s.fresh_until, at(T0 + 2 - 32 + 100));
+        // A Date in the past makes the apparent age count.
+        let resp = headers(&[("cache-control", "max-age=100"), ("date", &date(T0 - 50))]);
+        let s = evaluate(
+            &http::Method::GET,
+            &HeaderMap::new(),
+            200,
+            &resp,
+            ex,
+            &RoutePolicy::default(),
+        )
+        .unwrap();
+        assert_eq!(s.epoch, at(T0 - 50));
+    }
+
+    #[test]
+    fn not_storable_cases() {
+        assert_eq!(
+            eval(200, &[("cache-control", "no-store, max-age=60")]),
+            Err(NotStored::NoStore)
+        );
+        assert_eq!(
+            eval(200, &[("cache-control", "private, max-age=60")]),
+            Err(NotStored::Private)
+        );
+        assert_eq!(
+            eval(
+                200,
+                &[("cache-control", "max-age=60"), ("vary", "Accept, *")]
+            ),
+            Err(NotStored::VaryStar)
+        );
+        assert_eq!(
+            eval(206, &[("cache-control", "max-age=60")]),
+            Err(NotStored::Status)
+        );
+        assert_eq!(eval(500, &[]), Err(NotStored::NoFreshness));
+        assert_eq!(
+            eval(302, &[("last-modified", &date(T0 - 1000))]),
+            Err(NotStored::NoFreshness)
+        );
+        assert_eq!(
+            eval(
+                200,
+                &[("cache-control", "max-age=60"), ("set-cookie", "a=b")]
+            ),
+            Err(NotStored::SetCookie)
+        );
+        let auth = [("authorization", "Basic x")];
+        let p = RoutePolicy::default();
+        assert_eq!(
+            eval_with(200, &auth, &[("cache-control", "max-age=60")], &p),
+            Err(NotStored::Authorization)
+        );
+        assert!(eval_with(200, &auth, &[("cache-control", "public, max-age=60")], &p).is_ok());
+        assert!(eval_with(200, &auth, &[("cache-control", "s-maxage=60")], &p).is_ok());
+        assert_eq!(
+            eval_with(
+                200,
+                &[("cache-control", "no-store")],
+                &[("cache-control", "max-age=60")],
+                &p
+            ),
+            Err(NotStored::NoStore)
+        );
+        let post = evaluate(
+            &http::Method::POST,
+            &HeaderMap::new(),
+            200,
+            &headers(&[("cache-control", "max-age=60")]),
+            Exchange {
+                request_time: at(T0),
+                response_time: at(T0),
+            },
+            &p,
+        );
+        assert_eq!(post, Err(NotStored::Method));
+    }
+
+    #[test]
+    fn explicit_freshness_makes_any_final_status_storable() {
+        assert_eq!(ttl(eval(500, &[("cache-control", "max-age=30")])), 30);
+        assert_eq!(ttl(eval(302, &[("cache-control", "max-age=30")])), 30);
+    }
+
+    #[test]
+    fn heuristic_freshness_only_where_allowed() {
+        let lm = date(T0 - 1000);
+        let d = date(T0);
+        assert_eq!(ttl(eval(200, &[("last-modified", &lm), ("date", &d)])), 100);
+        assert_eq!(
+            ttl(eval(
+                302,
+                &[("last-modified", &lm), ("cache-control", "public")]
+            )),
+            100
+        );
+    }
+
+    #[test]
+    fn stale_extensions_and_their_cancellation() {
+        let s = eval(
+            200,
+            &[(
+                "cache-control",
+                "max-age=60, stale-while-revalidate=30, stale-if-error=300",
+            )],
+        )
+        .unwrap();
+        assert_eq!((s.stale_while_revalidate, s.stale_if_error), (30, 300));
+        for cc in [
+            "max-age=60, must-revalidate, stale-if-error=300",
+            "s-maxage=60, stale-if-error=300",
+            "max-age=60, proxy-revalidate, stale-while-revalidate=5",
+        ] {
+            let s = eval(200, &[("cache-control", cc)]).unwrap();
+            assert_eq!((s.stale_while_revalidate, s.stale_if_error), (0, 0), "{cc}");
+        }
+        let s = eval(
+            200,
+            &[
+                ("cache-control", "no-cache, max-age=60, stale-if-error=60"),
+                ("etag", "\"a\""),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            s.fresh_until, s.epoch,
+            "no-cache: stored, always revalidated"
+        );
+        assert_eq!(s.stale_if_error, 0);
+    }
+
+    #[test]
+    fn targeted_field_takes_precedence() {
+        let p = RoutePolicy {
+            targeted_field: Some(HeaderName::from_static("cdn-cache-control")),
+            ..Default::default()
+        };
+        let r = eval_with(
+            200,
+            &[],
+            &[
+                ("cache-control", "no-store"),
+                ("cdn-cache-control", "max-age=90"),
+            ],
+            &p,
+        );
+        assert_eq!(ttl(r), 90);
+        let r = eval_with(
+            200,
+            &[],
+            &[
+                ("cache-control", "max-age=90"),
+                ("cdn-cache-control", "no-store"),
+            ],
+            &p,
+        );
+        assert_eq!(r, Err(NotStored::NoStore));
+        // Without the targeted field, Cache-Control rules.
+        assert_eq!(
+            ttl(eval_with(200, &[], &[("cache-control", "max-age=7")], &p)),
+            7
+        );
+    }
+
+    #[test]
+    fn private_and_no_cache_with_fields_strip_them() {
+        let s = eval(
+            200,
+            &[
+                ("cache-control", "max-age=60, private=\"X-User\""),
+                ("x-user", "u1"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.strip, vec!["x-user"]);
+    }
+
+    #[test]
+    fn force_ttl_overrides_the_origin() {
+        let p = RoutePolicy {
+            force_ttl: Some(Duration::from_secs(45)),
+            ..Default::default()
+        };
+        assert_eq!(
+            ttl(eval_with(
+                200,
+                &[],
+                &[("cache-control", "no-store, private")],
+                &p
+            )),
+            45
+        );
+    }
+
+    #[test]
+    fn request_pragma_no_cache_counts_without_cache_control() {
+        assert!(request_directives(&headers(&[("pragma", "no-cache")])).no_cache);
+        assert!(
+            !request_directives(&headers(&[
+                ("pragma", "no-cache"),
+                ("cache-control", "max-age=5")
+            ]))
+            .no_cache
+        );
+    }
+}
