@@ -10,6 +10,7 @@
 //! * the phase watcher that flips `/readyz` when draining.
 
 use crate::admin::AdminApp;
+use crate::cache::CacheRuntime;
 use crate::lifecycle::PhaseWatcher;
 use crate::proxy::{CountConnections, Edge};
 use crate::runtime::Snapshot;
@@ -29,6 +30,9 @@ pub fn build(opt: Opt, mut snap: Snapshot) -> Server {
     server.bootstrap();
     let phases = server.watch_execution_phase();
     let conf = server.configuration.clone();
+    let cache = snap
+        .caching
+        .then(|| CacheRuntime::start(snap.cache.clone()));
     let snap = Arc::new(snap);
 
     for h2c in [false, true] {
@@ -36,7 +40,7 @@ pub fn build(opt: Opt, mut snap: Snapshot) -> Server {
         if addrs.is_empty() {
             continue;
         }
-        let mut proxy = http_proxy(&conf, Edge::new(snap.clone()));
+        let mut proxy = http_proxy(&conf, Edge::new(snap.clone(), cache));
         if h2c {
             let mut options = HttpServerOptions::default();
             options.h2c = true;

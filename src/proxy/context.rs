@@ -2,7 +2,7 @@
 
 use crate::forwarding::ClientInfo;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 /// Everything one request carries from hook to hook.
 pub struct RequestCtx {
@@ -15,6 +15,19 @@ pub struct RequestCtx {
     pub upstream: UpstreamAttempts,
     /// Why the edge answered itself, for metrics and the access log.
     pub edge_reason: Option<&'static str>,
+    pub cache: CacheCtx,
+}
+
+/// What the cache hooks carry between phases.
+#[derive(Default)]
+pub struct CacheCtx {
+    /// When the request went upstream and the response came back (RFC 9111 §4.2.3).
+    pub request_time: Option<SystemTime>,
+    pub response_time: Option<SystemTime>,
+    /// Lookup result label, set with `Cache-Status`.
+    pub result: Option<&'static str>,
+    /// An unsafe request on a caching route: invalidate its URL if it succeeds.
+    pub invalidate: bool,
 }
 
 /// Bookkeeping of the tries against the route's upstream pool.
@@ -42,6 +55,7 @@ impl RequestCtx {
             route: None,
             upstream: UpstreamAttempts::default(),
             edge_reason: None,
+            cache: CacheCtx::default(),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! | phase                     | what happens here                               | module        |
 //! |---------------------------|-------------------------------------------------|---------------|
 //! | `request_filter`          | who is the client, request id, route → 404      | forwarding, routing |
+//! | cache hooks               | enable, key, hit/stale rules, storability, Vary | caching → cache |
 //! | `upstream_peer`           | pick a healthy, untried backend of the pool     | upstream      |
 //! | `fail_to_connect`         | count, and retry elsewhere within the budget    | upstream      |
 //! | `upstream_request_filter` | path rewrite, X-Forwarded-*, request id, rules  | routing, forwarding |
@@ -12,6 +13,7 @@
 //! | `fail_to_proxy`           | edge error page without backend details         | edge_response |
 //! | `logging`                 | metrics and the access log line                 | metrics       |
 
+mod caching;
 mod connections;
 mod context;
 mod edge_response;
@@ -19,11 +21,14 @@ mod edge_response;
 pub use connections::CountConnections;
 pub use context::RequestCtx;
 
+use crate::cache::{CacheRuntime, RouteCache};
 use crate::lifecycle;
 use crate::metrics::{self, RouteMetrics};
 use crate::routing::request_host;
 use crate::runtime::Snapshot;
 use async_trait::async_trait;
+use pingora::cache::key::{CacheKey, HashBinary};
+use pingora::cache::{CacheMeta, ForcedFreshness, HitHandler, RespCacheable};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -35,12 +40,13 @@ use std::sync::Arc;
 /// The edge proxy: the runtime snapshot plus pre-resolved per-route metrics.
 pub struct Edge {
     snap: Arc<Snapshot>,
+    cache: Option<&'static CacheRuntime>,
     route_metrics: Vec<RouteMetrics>,
     unrouted_metrics: RouteMetrics,
 }
 
 impl Edge {
-    pub fn new(snap: Arc<Snapshot>) -> Edge {
+    pub fn new(snap: Arc<Snapshot>, cache: Option<&'static CacheRuntime>) -> Edge {
         let route_metrics = snap
             .router
             .iter()
@@ -48,9 +54,16 @@ impl Edge {
             .collect();
         Edge {
             snap,
+            cache,
             route_metrics,
             unrouted_metrics: RouteMetrics::new("-"),
         }
+    }
+
+    /// The cache runtime and the matched route's cache policy, if it caches.
+    fn caching(&self, ctx: &RequestCtx) -> Option<(&'static CacheRuntime, &RouteCache)> {
+        let route = self.snap.router.get(ctx.route?);
+        Some((self.cache?, route.cache.as_ref()?))
     }
 
     async fn answer(
@@ -116,6 +129,83 @@ impl ProxyHttp for Edge {
             }
             None => self.answer(session, ctx, 404).await,
         }
+    }
+
+    /// Caching routes use the cache for GET/HEAD; see [`caching::enable`].
+    fn request_cache_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+        if let Some((runtime, _)) = self.caching(ctx) {
+            caching::enable(session, ctx, runtime);
+        }
+        Ok(())
+    }
+
+    /// Only called with the cache enabled, i.e. on a caching route.
+    fn cache_key_callback(&self, session: &Session, ctx: &mut RequestCtx) -> Result<CacheKey> {
+        let (_, route) = self.caching(ctx).ok_or_else(|| {
+            Error::explain(
+                ErrorType::InternalError,
+                "cache key asked for a non-caching route",
+            )
+        })?;
+        Ok(caching::cache_key(session, ctx, route))
+    }
+
+    async fn cache_hit_filter(
+        &self,
+        session: &mut Session,
+        meta: &CacheMeta,
+        _hit_handler: &mut HitHandler,
+        is_fresh: bool,
+        _ctx: &mut RequestCtx,
+    ) -> Result<Option<ForcedFreshness>> {
+        Ok(caching::hit_filter(session, meta, is_fresh))
+    }
+
+    /// `Cache-Control: only-if-cached` that missed: 504, never the origin.
+    async fn proxy_upstream_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<bool> {
+        if self.caching(ctx).is_some() && caching::only_if_cached(session) {
+            self.answer(session, ctx, 504).await?;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn response_cache_filter(
+        &self,
+        session: &Session,
+        resp: &ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<RespCacheable> {
+        match self.caching(ctx) {
+            Some((runtime, route)) => Ok(caching::response_cacheable(
+                session, resp, ctx, route, runtime,
+            )),
+            None => Ok(RespCacheable::Uncacheable(
+                pingora::cache::NoCacheReason::NeverEnabled,
+            )),
+        }
+    }
+
+    fn cache_vary_filter(
+        &self,
+        meta: &CacheMeta,
+        _ctx: &mut RequestCtx,
+        req: &RequestHeader,
+    ) -> Option<HashBinary> {
+        caching::vary(meta, req)
+    }
+
+    fn should_serve_stale(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut RequestCtx,
+        error: Option<&Error>,
+    ) -> bool {
+        caching::serve_stale(error)
     }
 
     /// Picks a healthy backend of the route's pool that this request has not
@@ -225,6 +315,7 @@ impl ProxyHttp for Edge {
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        ctx.cache.request_time = Some(std::time::SystemTime::now());
         let Some(route) = ctx.route.map(|i| self.snap.router.get(i)) else {
             return Ok(());
         };
@@ -255,8 +346,9 @@ impl ProxyHttp for Edge {
         &self,
         _session: &mut Session,
         upstream_response: &mut ResponseHeader,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> Result<()> {
+        ctx.cache.response_time = Some(std::time::SystemTime::now());
         self.snap.forwarding.upstream_response(upstream_response);
         Ok(())
     }
@@ -269,6 +361,9 @@ impl ProxyHttp for Edge {
     ) -> Result<()> {
         if let Some(route) = ctx.route.map(|i| self.snap.router.get(i)) {
             route.response_headers.apply_response(upstream_response)?;
+        }
+        if self.caching(ctx).is_some() {
+            caching::response_headers(session, upstream_response, ctx)?;
         }
         self.snap
             .forwarding
@@ -337,11 +432,14 @@ impl ProxyHttp for Edge {
         if let Some(reason) = ctx.edge_reason {
             metrics::EDGE_RESPONSES.with_label_values(&[reason]).inc();
         }
+        if let Some((runtime, route_cache)) = self.caching(ctx) {
+            caching::after_response(session, ctx, runtime, route_cache).await;
+        }
         let req = session.req_header();
         let upstream = route.map_or("-", |r| self.snap.pools.get(r.upstream).name.as_str());
         log::info!(
             target: "parapet::access",
-            "{client} \"{method} {host}{path}\" {status} {ms:.3}ms route={route} upstream={upstream} tries={tries} request_id={id}{error}",
+            "{client} \"{method} {host}{path}\" {status} {ms:.3}ms route={route} upstream={upstream} tries={tries} cache={cache} request_id={id}{error}",
             client = ctx.client.as_ref().map_or(String::from("-"), |c| c.ip.to_string()),
             method = req.method,
             host = request_host(req),
@@ -349,6 +447,7 @@ impl ProxyHttp for Edge {
             ms = elapsed.as_secs_f64() * 1000.0,
             route = route.map_or("-", |r| r.name.as_str()),
             tries = ctx.upstream.tried.len(),
+            cache = ctx.cache.result.unwrap_or("-"),
             id = ctx.request_id,
             error = e.map(|e| format!(" error=\"{}\"", e.etype().as_str())).unwrap_or_default(),
         );

@@ -137,7 +137,12 @@ struct Running {
 ///   304).
 /// * `/slow/<ms>`: waits `ms` milliseconds, then answers 200 with the echo.
 /// * `/close`: answers with `Connection: close` and closes the connection.
+/// * `/truncate`: announces 100 bytes more than it sends, then closes.
 /// * anything else: 200 with the echo.
+///
+/// Response control for cache tests: every `X-Respond: Name: Value` request
+/// header becomes a response header; when one of them is an `ETag` equal to
+/// the request's `If-None-Match`, the answer is `304` without a body.
 ///
 /// Requests with `Connection: close` (or HTTP/1.0 without keep-alive) get a
 /// `Connection: close` response and the connection is closed. `Expect:
@@ -377,14 +382,43 @@ async fn serve_connection(stream: tokio::net::TcpStream, state: Arc<OriginState>
             }
         };
 
+        let extra: Vec<(String, String)> = head
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("x-respond"))
+            .filter_map(|(_, v)| v.split_once(':'))
+            .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+            .collect();
+        let etag = extra
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("etag"))
+            .map(|(_, v)| v.as_str());
+        let inm = head
+            .headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("if-none-match"))
+            .map(|(_, v)| v.as_str());
+        let status = if status == 200 && etag.is_some() && etag == inm {
+            304
+        } else {
+            status
+        };
+        let truncate = path == "/truncate";
         let bodyless_status = (100..200).contains(&status) || status == 204 || status == 304;
         let mut out = format!(
             "HTTP/1.1 {status} {}\r\nContent-Type: text/plain\r\nServer: secret-origin/1.0\r\nX-Powered-By: PHP/8.0\r\nX-Origin-Id: {}\r\n",
             reason(status),
             state.id
         );
+        for (n, v) in &extra {
+            out.push_str(&format!("{n}: {v}\r\n"));
+        }
         if !bodyless_status {
-            out.push_str(&format!("Content-Length: {}\r\n", body.len()));
+            let announced = body.len() + if truncate { 100 } else { 0 };
+            out.push_str(&format!("Content-Length: {announced}\r\n"));
+            if truncate {
+                close = true;
+            }
         }
         if close {
             out.push_str("Connection: close\r\n");

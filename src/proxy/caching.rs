@@ -1,0 +1,275 @@
+//! The cache's side of the proxy hooks: each function is called from one hook
+//! of [`super::Edge`] and delegates the decisions to [`crate::cache`].
+
+use super::RequestCtx;
+use crate::cache::directives::Seconds;
+use crate::cache::policy::{self, Exchange};
+use crate::cache::{key, status, CacheRuntime, RouteCache};
+use crate::metrics;
+use crate::routing::request_host;
+use http::header::{HeaderName, AGE, CONTENT_LENGTH};
+use http::Method;
+use pingora::cache::key::CacheKey;
+use pingora::cache::storage::{PurgeTarget, PurgeType};
+use pingora::cache::{
+    CacheMeta, CachePhase, ForcedFreshness, NoCacheReason, RespCacheable, Storage,
+};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::proxy::Session;
+use pingora::{Error, ErrorSource, ErrorType, Result};
+use std::time::SystemTime;
+
+const SURROGATE_KEY: HeaderName = HeaderName::from_static("surrogate-key");
+const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
+
+/// `request_cache_filter`: GET and HEAD on a caching route use the cache;
+/// unsafe methods there are remembered for invalidation.
+pub fn enable(session: &mut Session, ctx: &mut RequestCtx, runtime: &'static CacheRuntime) {
+    let method = &session.req_header().method;
+    if method == Method::GET || method == Method::HEAD {
+        runtime.enable(&mut session.cache);
+    } else if !method.is_safe() {
+        ctx.cache.invalidate = true;
+    }
+}
+
+fn default_port(scheme: &str) -> u16 {
+    if scheme == "https" {
+        443
+    } else {
+        80
+    }
+}
+
+/// The port the client addressed, from the URI authority or Host header.
+fn request_port(req: &RequestHeader, scheme: &str) -> u16 {
+    req.uri
+        .port_u16()
+        .or_else(|| {
+            let host = req.headers.get(http::header::HOST)?.to_str().ok()?;
+            let (_, port) = host.rsplit_once(':')?;
+            if host.ends_with(']') {
+                return None;
+            }
+            port.parse().ok()
+        })
+        .unwrap_or_else(|| default_port(scheme))
+}
+
+/// The key and the URL it is for, for `target` (a path and query) on this request's origin.
+fn key_for(req: &RequestHeader, scheme: &str, route: &RouteCache) -> CacheKey {
+    let host = request_host(req).to_ascii_lowercase();
+    let port = request_port(req, scheme);
+    let target = req
+        .uri
+        .path_and_query()
+        .map_or(req.uri.path(), |pq| pq.as_str());
+    let url = format!("{scheme}://{host}:{port}{target}");
+    CacheKey::new(key::primary(scheme, &host, port, req, &route.key), url)
+}
+
+/// `cache_key_callback`.
+pub fn cache_key(session: &Session, ctx: &RequestCtx, route: &RouteCache) -> CacheKey {
+    let scheme = ctx.client.as_ref().map_or("http", |c| c.scheme);
+    key_for(session.req_header(), scheme, route)
+}
+
+/// `cache_hit_filter`: request directives that refuse what is stored.
+pub fn hit_filter(session: &Session, meta: &CacheMeta, is_fresh: bool) -> Option<ForcedFreshness> {
+    let cc = policy::request_directives(&session.req_header().headers);
+    let now = SystemTime::now();
+    let age = meta.age().as_secs();
+    let remaining = meta
+        .fresh_until()
+        .duration_since(now)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let too_old = cc
+        .max_age
+        .is_some_and(|s| !seconds_allow(s, |max| age <= max));
+    let too_close = cc
+        .min_fresh
+        .is_some_and(|s| !seconds_allow(s, |min| remaining >= min));
+    (is_fresh && (cc.no_cache || too_old || too_close)).then_some(ForcedFreshness::ForceExpired)
+}
+
+fn seconds_allow(s: Seconds, ok: impl Fn(u64) -> bool) -> bool {
+    match s {
+        Seconds::Valid(n) => ok(n.into()),
+        Seconds::Invalid => false,
+    }
+}
+
+/// `proxy_upstream_filter`: `only-if-cached` must not reach the origin.
+pub fn only_if_cached(session: &Session) -> bool {
+    policy::request_directives(&session.req_header().headers).only_if_cached
+}
+
+/// `response_cache_filter`: RFC 9111 storability and freshness.
+pub fn response_cacheable(
+    session: &Session,
+    resp: &ResponseHeader,
+    ctx: &RequestCtx,
+    route: &RouteCache,
+    runtime: &CacheRuntime,
+) -> RespCacheable {
+    let now = SystemTime::now();
+    let exchange = Exchange {
+        request_time: ctx.cache.request_time.unwrap_or(now),
+        response_time: ctx.cache.response_time.unwrap_or(now),
+    };
+    let too_large = resp
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .is_some_and(|n| n > runtime.settings.max_object);
+    if too_large {
+        return RespCacheable::Uncacheable(NoCacheReason::ResponseTooLarge);
+    }
+    let req = session.req_header();
+    match policy::evaluate(
+        &req.method,
+        &req.headers,
+        resp.status.as_u16(),
+        &resp.headers,
+        exchange,
+        &route.policy,
+    ) {
+        Ok(s) => {
+            let mut header = resp.clone();
+            header.remove_header(&AGE);
+            for name in &s.strip {
+                header.remove_header(name.as_str());
+            }
+            let mut meta = CacheMeta::new(
+                s.fresh_until,
+                exchange.response_time,
+                s.stale_while_revalidate,
+                s.stale_if_error,
+                header,
+            );
+            meta.set_epoch_override(s.epoch);
+            RespCacheable::Cacheable(meta)
+        }
+        Err(why) => RespCacheable::Uncacheable(NoCacheReason::Custom(why.as_str())),
+    }
+}
+
+/// `cache_vary_filter`.
+pub fn vary(meta: &CacheMeta, req: &RequestHeader) -> Option<pingora::cache::key::HashBinary> {
+    key::variance(meta.headers(), &req.headers)
+}
+
+/// `should_serve_stale`: inside the stored windows (pingora checks them),
+/// stale-while-revalidate always; stale-if-error for connection failures and
+/// 500/502/503/504 (RFC 5861 §4).
+pub fn serve_stale(error: Option<&Error>) -> bool {
+    match error {
+        None => true,
+        Some(e) => match e.etype() {
+            ErrorType::HTTPStatus(code) => matches!(code, 500 | 502 | 503 | 504),
+            _ => e.esource() == &ErrorSource::Upstream,
+        },
+    }
+}
+
+/// `response_filter`: the `Cache-Status` header; `Surrogate-Key` stays inside.
+pub fn response_headers(
+    session: &Session,
+    resp: &mut ResponseHeader,
+    ctx: &mut RequestCtx,
+) -> Result<()> {
+    resp.remove_header(&SURROGATE_KEY);
+    let fresh_until = session.cache.maybe_cache_meta().map(|m| m.fresh_until());
+    if let Some((label, value)) =
+        status::describe(&session.cache.phase(), fresh_until, SystemTime::now())
+    {
+        ctx.cache.result = Some(label);
+        resp.insert_header(CACHE_STATUS, value)?;
+    }
+    Ok(())
+}
+
+/// `logging`: cache metrics, and invalidation of the URL (and same-origin
+/// `Location` / `Content-Location`) after a successful unsafe request
+/// (RFC 9111 §4.4).
+pub async fn after_response(
+    session: &Session,
+    ctx: &RequestCtx,
+    runtime: &'static CacheRuntime,
+    route: &RouteCache,
+) {
+    if let Some(result) = ctx.cache.result {
+        metrics::CACHE_LOOKUPS.with_label_values(&[result]).inc();
+        let from_cache = matches!(
+            session.cache.phase(),
+            CachePhase::Hit | CachePhase::StaleUpdating | CachePhase::Stale
+        );
+        metrics::CACHE_BODY_BYTES
+            .with_label_values(&[if from_cache { "cache" } else { "origin" }])
+            .inc_by(session.body_bytes_sent() as u64);
+        if let Some(wait) = session.cache.lock_duration() {
+            metrics::CACHE_LOCK_WAIT.observe(wait.as_secs_f64());
+        }
+    }
+    if !ctx.cache.invalidate {
+        return;
+    }
+    let status = session.response_written().map_or(0, |r| r.status.as_u16());
+    if !(200..400).contains(&status) {
+        return;
+    }
+    let scheme = ctx.client.as_ref().map_or("http", |c| c.scheme);
+    let req = session.req_header();
+    let mut targets = vec![key_for(req, scheme, route)];
+    if let Some(resp) = session.response_written() {
+        for name in [http::header::LOCATION, http::header::CONTENT_LOCATION] {
+            let Some(v) = resp.headers.get(&name).and_then(|v| v.to_str().ok()) else {
+                continue;
+            };
+            if let Some(path) = same_origin_path(v, request_host(req)) {
+                let mut other = req.clone();
+                if let Ok(uri) = path.parse::<http::Uri>() {
+                    other.set_uri(uri);
+                    targets.push(key_for(&other, scheme, route));
+                }
+            }
+        }
+    }
+    for key in targets {
+        let compact = key.to_compact();
+        let span = pingora::cache::trace::Span::inactive().handle();
+        match runtime
+            .memory
+            .purge(
+                PurgeTarget::Active(&compact),
+                PurgeType::Invalidation,
+                &span,
+            )
+            .await
+        {
+            Ok(pingora::cache::storage::PurgeOutcome::Purged(id)) => {
+                use pingora::cache::eviction::EvictionManager;
+                runtime
+                    .eviction
+                    .remove(PurgeTarget::Active(&compact).removed_entry(id));
+            }
+            Ok(_) => {}
+            Err(e) => log::warn!("request {}: cache invalidation failed: {e}", ctx.request_id),
+        }
+    }
+}
+
+/// The path of a same-origin `Location`-style value, if it is one.
+fn same_origin_path(value: &str, host: &str) -> Option<String> {
+    if value.starts_with('/') && !value.starts_with("//") {
+        return Some(value.to_string());
+    }
+    let uri: http::Uri = value.parse().ok()?;
+    let same = uri.host().is_some_and(|h| h.eq_ignore_ascii_case(host));
+    same.then(|| {
+        uri.path_and_query()
+            .map_or("/".to_string(), |pq| pq.as_str().to_string())
+    })
+}

@@ -1,0 +1,444 @@
+//! The edge cache against real origins that count their requests: storage
+//! and freshness rules, Vary, revalidation, stale serving, coalescing,
+//! invalidation, bounds. Freshness arithmetic with an injected clock is unit
+//! tested in src/cache/policy.rs; here the origin says how old a response is.
+
+mod support;
+
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::Duration;
+use support::*;
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+fn edge(origin: &Origin, cache: &str) -> Parapet {
+    let ports = Ports::new();
+    Parapet::start_with(
+        &ports,
+        &base_config(
+            &ports,
+            &format!(
+                "upstreams:\n  o:\n    backends: [{{address: \"{}\"}}]\nroutes:\n  - upstream: o\n    cache: {{enabled: true}}\n{cache}",
+                origin.address()
+            ),
+        ),
+    )
+}
+
+fn status_of(r: &Response) -> String {
+    r.header("cache-status").unwrap_or("").to_string()
+}
+
+/// GETs `path` with the given response instructions for the origin.
+fn fetch(p: &Parapet, path: &str, respond: &[&str], extra: &[(&str, &str)]) -> Response {
+    let mut headers: Vec<(&str, &str)> = respond.iter().map(|r| ("X-Respond", *r)).collect();
+    headers.extend_from_slice(extra);
+    p.get(path, &headers)
+}
+
+#[test]
+fn miss_then_hits_and_head_shares_the_entry() {
+    let o = Origin::start("o");
+    let p = edge(&o, "");
+    let cc = ["Cache-Control: public, max-age=60"];
+    let first = fetch(&p, "/a", &cc, &[]);
+    assert_eq!(first.status, 200);
+    assert_eq!(status_of(&first), "parapet; fwd=miss; stored");
+    for _ in 0..5 {
+        let r = fetch(&p, "/a", &cc, &[]);
+        assert!(
+            status_of(&r).starts_with("parapet; hit; ttl="),
+            "{}",
+            status_of(&r)
+        );
+        assert_eq!(r.body, first.body);
+        assert!(r.header("age").is_some());
+    }
+    let head = request(p.addr(), "HEAD", "/a", &[], b"").unwrap();
+    assert!(
+        status_of(&head).contains("hit"),
+        "HEAD is served from GET's entry"
+    );
+    assert_eq!(o.hits(), 1, "one origin fetch for 7 requests");
+    // Query strings are part of the key.
+    fetch(&p, "/a?x=1", &cc, &[]);
+    assert_eq!(o.hits(), 2);
+    wait_until(DEADLINE, "lookup metrics", || {
+        p.metrics()
+            .contains("parapet_cache_lookups_total{result=\"hit\"} 6")
+    });
+    assert!(p
+        .metrics()
+        .contains("parapet_cache_stored_objects{tier=\"memory\"} 2"));
+}
+
+#[test]
+fn responses_the_rfc_forbids_storing_are_not_stored() {
+    let o = Origin::start("o");
+    let p = edge(&o, "");
+    /// (path, origin response headers, request headers, Cache-Status detail)
+    type Case<'a> = (&'a str, &'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
+        (
+            "/no-store",
+            &["Cache-Control: no-store, max-age=60"],
+            &[],
+            "no-store",
+        ),
+        (
+            "/private",
+            &["Cache-Control: private, max-age=60"],
+            &[],
+            "private",
+        ),
+        (
+            "/auth",
+            &["Cache-Control: max-age=60"],
+            &[("Authorization", "Bearer x")],
+            "authorization",
+        ),
+        (
+            "/vary-star",
+            &["Cache-Control: max-age=60", "Vary: *"],
+            &[],
+            "vary-star",
+        ),
+        (
+            "/cookie",
+            &["Cache-Control: max-age=60", "Set-Cookie: s=1"],
+            &[],
+            "set-cookie",
+        ),
+        ("/nothing", &[], &[], "no-freshness"),
+    ];
+    for (path, respond, extra, why) in cases {
+        let before = o.hits();
+        for _ in 0..3 {
+            let r = fetch(&p, path, respond, extra);
+            assert_eq!(r.status, 200);
+            assert_eq!(
+                status_of(&r),
+                format!("parapet; fwd=miss; detail={why}"),
+                "{path}"
+            );
+        }
+        assert_eq!(o.hits() - before, 3, "{path} must not be served from cache");
+    }
+    // Authorization with public is storable.
+    let before = o.hits();
+    for _ in 0..3 {
+        fetch(
+            &p,
+            "/auth-public",
+            &["Cache-Control: public, max-age=60"],
+            &[("Authorization", "Bearer x")],
+        );
+    }
+    assert_eq!(o.hits() - before, 1);
+}
+
+#[test]
+fn origin_age_counts_against_freshness() {
+    let o = Origin::start("o");
+    let p = edge(&o, "");
+    fetch(&p, "/aged", &["Cache-Control: max-age=100", "Age: 40"], &[]);
+    let r = fetch(&p, "/aged", &["Cache-Control: max-age=100", "Age: 40"], &[]);
+    let ttl: i64 = status_of(&r)
+        .rsplit("ttl=")
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (58..=60).contains(&ttl),
+        "100 s lifetime minus 40 s of age: {}",
+        status_of(&r)
+    );
+    let age: u64 = r.header("age").unwrap().parse().unwrap();
+    assert!((40..=42).contains(&age), "age {age}");
+    // Already as old as its lifetime: stale on arrival, fetched again.
+    let before = o.hits();
+    fetch(
+        &p,
+        "/old",
+        &["Cache-Control: max-age=100", "Age: 100", "ETag: \"v\""],
+        &[],
+    );
+    let r = fetch(&p, "/old", &["Cache-Control: max-age=100", "Age: 100"], &[]);
+    assert_eq!(o.hits() - before, 2, "{}", status_of(&r));
+}
+
+#[test]
+fn targeted_field_beats_cache_control() {
+    let o = Origin::start("o");
+    let p = edge(&o, "");
+    let respond = ["Cache-Control: no-store", "CDN-Cache-Control: max-age=60"];
+    for _ in 0..3 {
+        fetch(&p, "/cdn", &respond, &[]);
+    }
+    assert_eq!(o.hits(), 1);
+}
+
+#[test]
+fn vary_keeps_variants_apart() {
+    let o = Origin::start("o");
+    let p = edge(&o, "");
+    let cc = ["Cache-Control: max-age=60", "Vary: Accept-Language"];
+    let lang = |l: &'static str| -> Vec<(&str, &str)> {
+        if l.is_empty() {
+            vec![]
+        } else {
+            vec![("Accept-Language", l)]
+        }
+    };
+    let mut bodies = std::collections::HashMap::new();
+    for l in ["en", "fr", "en", "", "fr", ""] {
+        let r = fetch(&p, "/v", &cc, &lang(l));
+        let echo = r.echo();
+        let sent = echo.header("accept-language").unwrap_or("").to_string();
+        assert_eq!(
+            sent, l,
+            "the variant served was made for this request's language"
+        );
+        bodies.entry(l).or_insert(r.body.clone());
+    }
+    assert_eq!(o.hits(), 3, "en, fr and no-language are three variants");
+}
+
+#[test]
+fn stale_entries_revalidate_with_304_and_keep_the_body() {
+    let o = Origin::start("o");
+    let p = edge(&o, "");
+    let respond = ["Cache-Control: max-age=0", "ETag: \"v1\""];
+    let first = fetch(&p, "/r", &respond, &[]);
+    assert_eq!(status_of(&first), "parapet; fwd=miss; stored");
+    let second = fetch(&p, "/r", &respond, &[]);
+    assert_eq!(second.status, 200);
+    assert!(
+        status_of(&second).starts_with("parapet; fwd=stale; fwd-status=304"),
+        "{}",
+        status_of(&second)
+    );
+    assert_eq!(
+        second.body, first.body,
+        "the stored body is served after a 304"
+    );
+    assert_eq!(o.hits(), 2);
+}
+
+#[test]
+fn stale_if_error_serves_the_stored_copy_when_the_origin_is_down() {
+    let mut o = Origin::start("o");
+    let p = edge(&o, "");
+    let respond = [
+        "Cache-Control: max-age=0, stale-if-error=60",
+        "ETag: \"v1\"",
+    ];
+    let first = fetch(&p, "/sie", &respond, &[]);
+    o.stop();
+    let r = fetch(&p, "/sie", &respond, &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.body, first.body);
+    assert!(
+        status_of(&r).contains("stale-if-error"),
+        "{}",
+        status_of(&r)
+    );
+    // Without stale-if-error the failure shows.
+    let r = fetch(&p, "/no-sie", &[], &[]);
+    assert_eq!(r.status, 502);
+}
+
+#[test]
+fn stale_while_revalidate_answers_at_once_and_refreshes_in_the_background() {
+    let o = Origin::start("o");
+    let p = edge(&o, "");
+    let respond = [
+        "Cache-Control: max-age=0, stale-while-revalidate=60",
+        "ETag: \"v1\"",
+    ];
+    fetch(&p, "/swr", &respond, &[]);
+    assert_eq!(o.hits(), 1);
+    let r = fetch(&p, "/swr", &respond, &[]);
+    assert_eq!(r.status, 200);
+    assert!(
+        status_of(&r).contains("stale-while-revalidate"),
+        "{}",
+        status_of(&r)
+    );
+    wait_until(DEADLINE, "one background revalidation", || o.hits() == 2);
+}
+
+#[test]
+fn concurrent_misses_make_one_origin_fetch() {
+    let o = Origin::start("o");
+    let p = edge(&o, "");
+    let n = 50;
+    let barrier = Arc::new(Barrier::new(n));
+    let addr = p.addr();
+    let threads: Vec<_> = (0..n)
+        .map(|_| {
+            let barrier = barrier.clone();
+            thread::spawn(move || {
+                barrier.wait();
+                request(
+                    addr,
+                    "GET",
+                    "/slow/300",
+                    &[("X-Respond", "Cache-Control: max-age=60")],
+                    b"",
+                )
+                .unwrap()
+            })
+        })
+        .collect();
+    for t in threads {
+        let r = t.join().unwrap();
+        assert_eq!(r.status, 200);
+    }
+    assert_eq!(
+        o.hits(),
+        1,
+        "50 concurrent misses for one key coalesce into one fetch"
+    );
+}
+
+#[test]
+fn a_truncated_origin_body_is_never_cached() {
+    let o = Origin::start("o");
+    let p = edge(&o, "");
+    for _ in 0..2 {
+        let r = request(
+            p.addr(),
+            "GET",
+            "/truncate",
+            &[("X-Respond", "Cache-Control: max-age=60")],
+            b"",
+        );
+        if let Ok(r) = r {
+            assert!(
+                !status_of(&r).contains("hit"),
+                "a truncated body was served from cache"
+            );
+        }
+    }
+    assert_eq!(o.hits(), 2, "the partial object was not stored");
+}
+
+#[test]
+fn unsafe_requests_invalidate_the_url() {
+    let o = Origin::start("o");
+    let p = edge(&o, "");
+    let cc = ["Cache-Control: max-age=60"];
+    fetch(&p, "/item", &cc, &[]);
+    fetch(&p, "/item", &cc, &[]);
+    assert_eq!(o.hits(), 1);
+    assert_eq!(
+        request(p.addr(), "POST", "/item", &[], b"x=1")
+            .unwrap()
+            .status,
+        200
+    );
+    let r = fetch(&p, "/item", &cc, &[]);
+    assert_eq!(
+        status_of(&r),
+        "parapet; fwd=miss; stored",
+        "the POST invalidated the entry"
+    );
+    assert_eq!(o.hits(), 3);
+}
+
+#[test]
+fn request_directives_are_honoured() {
+    let o = Origin::start("o");
+    let p = edge(&o, "");
+    let r = fetch(&p, "/oic", &[], &[("Cache-Control", "only-if-cached")]);
+    assert_eq!(r.status, 504, "only-if-cached on a miss");
+    assert_eq!(o.hits(), 0);
+    let cc = ["Cache-Control: max-age=60"];
+    fetch(&p, "/rd", &cc, &[]);
+    assert_eq!(
+        fetch(&p, "/rd", &cc, &[("Cache-Control", "only-if-cached")]).status,
+        200
+    );
+    fetch(&p, "/rd", &cc, &[("Cache-Control", "no-cache")]);
+    assert_eq!(o.hits(), 2, "no-cache goes to the origin");
+    fetch(&p, "/rd", &cc, &[("Pragma", "no-cache")]);
+    assert_eq!(o.hits(), 3, "so does Pragma: no-cache");
+    let aged = ["Cache-Control: max-age=60", "Age: 10"];
+    fetch(&p, "/aged", &aged, &[]);
+    assert_eq!(o.hits(), 4);
+    fetch(&p, "/aged", &aged, &[("Cache-Control", "max-age=30")]);
+    assert_eq!(o.hits(), 4, "age 10 is within max-age=30");
+    fetch(&p, "/aged", &aged, &[("Cache-Control", "max-age=5")]);
+    assert_eq!(o.hits(), 5, "age 10 exceeds max-age=5");
+    fetch(&p, "/aged", &aged, &[("Cache-Control", "min-fresh=55")]);
+    assert_eq!(o.hits(), 6, "less than 55 s of freshness left");
+}
+
+#[test]
+fn memory_stays_within_budget_and_large_objects_stream_through() {
+    let o = Origin::start("o");
+    let p = edge(
+        &o,
+        "cache:\n  memory: {max_size: 64KiB}\n  max_object_size: 2KiB\n",
+    );
+    let padding = "x".repeat(900);
+    for i in 0..200 {
+        let r = fetch(
+            &p,
+            &format!("/churn/{i}"),
+            &["Cache-Control: max-age=60"],
+            &[("X-Pad", &padding)],
+        );
+        assert_eq!(r.status, 200);
+    }
+    let stored = |m: &str| -> f64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix("parapet_cache_stored_bytes{tier=\"memory\"} "))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(f64::MAX)
+    };
+    wait_until(
+        DEADLINE,
+        "evictions bring the tier under its budget",
+        || stored(&p.metrics()) <= 64.0 * 1024.0,
+    );
+    assert!(p
+        .metrics()
+        .contains("parapet_cache_evictions_total{tier=\"memory\"}"));
+    // Over max_object_size: served whole, never stored.
+    let big = "y".repeat(3000);
+    for _ in 0..2 {
+        let r = fetch(
+            &p,
+            "/big",
+            &["Cache-Control: max-age=60"],
+            &[("X-Pad", &big)],
+        );
+        assert_eq!(r.status, 200);
+        assert!(r.body.len() > 3000);
+        assert!(!status_of(&r).contains("hit"));
+    }
+}
+
+#[test]
+fn a_cancelled_fill_does_not_strand_waiters() {
+    let o = Origin::start("o");
+    let p = edge(&o, "");
+    let req = "GET /slow/400 HTTP/1.1\r\nHost: localhost\r\nX-Respond: Cache-Control: max-age=60\r\n\r\n";
+    let mut quitter = std::net::TcpStream::connect(p.addr()).unwrap();
+    std::io::Write::write_all(&mut quitter, req.as_bytes()).unwrap();
+    wait_until(DEADLINE, "the first request reached the origin", || o.hits() == 1);
+    // A second request now waits on the first one's fill...
+    let addr = p.addr();
+    let waiter = thread::spawn(move || request(addr, "GET", "/slow/400", &[("X-Respond", "Cache-Control: max-age=60")], b""));
+    // ...which is abandoned by its client.
+    drop(quitter);
+    let r = waiter.join().unwrap().expect("the waiter gets an answer");
+    assert_eq!(r.status, 200);
+    let again = fetch(&p, "/slow/400", &["Cache-Control: max-age=60"], &[]);
+    assert_eq!(again.status, 200);
+    assert!(!p.logs().contains("panicked"), "{}", p.logs());
+}
