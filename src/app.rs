@@ -59,7 +59,10 @@ pub fn build(opt: Opt, mut snap: Snapshot) -> Server {
     }
 
     if let Some(addr) = snap.admin {
-        let mut admin = Service::new("parapet admin".to_string(), AdminApp::new(snap.clone()));
+        let mut admin = Service::new(
+            "parapet admin".to_string(),
+            AdminApp::new(snap.clone(), cache),
+        );
         admin.add_tcp(&addr.to_string());
         admin.threads = Some(1);
         server.add_service(admin);

@@ -26,6 +26,8 @@ pub struct Snapshot {
     pub router: Router,
     pub forwarding: Forwarding,
     pub admin: Option<SocketAddr>,
+    /// Bearer token of the admin API's state-changing endpoints.
+    pub admin_token: Option<String>,
     /// Cache storage settings; the storage itself is created by `app::build`.
     pub cache: CacheSettings,
     /// Whether any route caches.
@@ -106,6 +108,7 @@ impl Snapshot {
             router,
             forwarding,
             admin,
+            admin_token: raw.admin.as_ref().and_then(|a| a.token.clone()),
             cache,
             caching,
         })

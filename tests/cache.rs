@@ -427,13 +427,24 @@ fn memory_stays_within_budget_and_large_objects_stream_through() {
 fn a_cancelled_fill_does_not_strand_waiters() {
     let o = Origin::start("o");
     let p = edge(&o, "");
-    let req = "GET /slow/400 HTTP/1.1\r\nHost: localhost\r\nX-Respond: Cache-Control: max-age=60\r\n\r\n";
+    let req =
+        "GET /slow/400 HTTP/1.1\r\nHost: localhost\r\nX-Respond: Cache-Control: max-age=60\r\n\r\n";
     let mut quitter = std::net::TcpStream::connect(p.addr()).unwrap();
     std::io::Write::write_all(&mut quitter, req.as_bytes()).unwrap();
-    wait_until(DEADLINE, "the first request reached the origin", || o.hits() == 1);
+    wait_until(DEADLINE, "the first request reached the origin", || {
+        o.hits() == 1
+    });
     // A second request now waits on the first one's fill...
     let addr = p.addr();
-    let waiter = thread::spawn(move || request(addr, "GET", "/slow/400", &[("X-Respond", "Cache-Control: max-age=60")], b""));
+    let waiter = thread::spawn(move || {
+        request(
+            addr,
+            "GET",
+            "/slow/400",
+            &[("X-Respond", "Cache-Control: max-age=60")],
+            b"",
+        )
+    });
     // ...which is abandoned by its client.
     drop(quitter);
     let r = waiter.join().unwrap().expect("the waiter gets an answer");
@@ -441,4 +452,94 @@ fn a_cancelled_fill_does_not_strand_waiters() {
     let again = fetch(&p, "/slow/400", &["Cache-Control: max-age=60"], &[]);
     assert_eq!(again.status, 200);
     assert!(!p.logs().contains("panicked"), "{}", p.logs());
+}
+
+fn purge(p: &Parapet, query: &str, token: Option<&str>) -> Response {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+    request(
+        p.admin_addr(),
+        "POST",
+        &format!("/purge?{query}"),
+        &headers,
+        b"",
+    )
+    .unwrap()
+}
+
+#[test]
+fn purge_by_url_prefix_and_surrogate_key_hard_and_soft() {
+    let o = Origin::start("o");
+    let ports = Ports::new();
+    let yaml = base_config(
+        &ports,
+        &format!(
+            "upstreams:\n  o:\n    backends: [{{address: \"{}\"}}]\nroutes:\n  - upstream: o\n    cache: {{enabled: true}}\n",
+            o.address()
+        ),
+    )
+    .replace("admin:\n", "admin:\n  token: \"t0k3n\"\n");
+    let p = Parapet::start_with(&ports, &yaml);
+    let cached = |path: &str, tags: &str| {
+        let keys = format!("Surrogate-Key: {tags}");
+        let r = fetch(
+            &p,
+            path,
+            &["Cache-Control: max-age=60", "ETag: \"e\"", &keys],
+            &[],
+        );
+        assert!(
+            r.header("surrogate-key").is_none(),
+            "Surrogate-Key is not shown to clients"
+        );
+        status_of(&r)
+    };
+    for (path, tags) in [
+        ("/p/1", "product-1 all"),
+        ("/p/2", "product-2 all"),
+        ("/q/1", "other"),
+        ("/solo", "x"),
+    ] {
+        cached(path, tags);
+        assert!(cached(path, tags).contains("hit"));
+    }
+
+    assert_eq!(purge(&p, "url=http://localhost/solo", None).status, 401);
+    assert_eq!(
+        purge(&p, "url=http://localhost/solo", Some("wrong")).status,
+        401
+    );
+    assert_eq!(purge(&p, "bogus=1", Some("t0k3n")).status, 400);
+
+    let r = purge(&p, "url=http%3A%2F%2Flocalhost%2Fsolo", Some("t0k3n"));
+    assert_eq!((r.status, r.text().trim()), (200, "{\"purged\": 1}"));
+    assert!(cached("/solo", "x").contains("fwd=miss"), "purged by URL");
+
+    let r = purge(&p, "tag=product-2", Some("t0k3n"));
+    assert_eq!(r.text().trim(), "{\"purged\": 1}");
+    assert!(cached("/p/2", "product-2 all").contains("fwd=miss"));
+    assert!(
+        cached("/p/1", "product-1 all").contains("hit"),
+        "other tags untouched"
+    );
+
+    let r = purge(&p, "prefix=http://localhost/p/", Some("t0k3n"));
+    assert_eq!(r.text().trim(), "{\"purged\": 2}");
+    assert!(cached("/q/1", "other").contains("hit"));
+
+    // Soft purge: stale, revalidated with the stored validator (304 from origin).
+    cached("/p/1", "product-1 all");
+    let r = purge(&p, "tag=all&soft=1", Some("t0k3n"));
+    assert_eq!(
+        r.text().trim(),
+        "{\"purged\": 1}",
+        "only /p/1 is stored with that tag again"
+    );
+    assert!(
+        cached("/p/1", "product-1 all").contains("fwd-status=304"),
+        "soft purge revalidates"
+    );
+    assert!(p
+        .metrics()
+        .contains("parapet_cache_purges_total{kind=\"soft\"} 1"));
 }

@@ -6,11 +6,14 @@
 //! | `/healthz` | 200 while the process is alive                            |
 //! | `/readyz`  | 200 once the public listeners accept, 503 once draining   |
 //! | `/`        | a status page for people: pools, backend health, routes   |
+//! | `POST /purge` | cache purge by url, prefix or surrogate key (token)    |
 //!
-//! Only GET and HEAD are served; nothing here changes state.
+//! State-changing endpoints need `Authorization: Bearer <admin.token>`.
 
+mod purge_api;
 mod status_page;
 
+use crate::cache::CacheRuntime;
 use crate::lifecycle::{self, ListenerReadiness};
 use crate::metrics;
 use crate::runtime::Snapshot;
@@ -23,12 +26,17 @@ use std::sync::Arc;
 pub struct AdminApp {
     snap: Arc<Snapshot>,
     listeners: ListenerReadiness,
+    cache: Option<&'static CacheRuntime>,
 }
 
 impl AdminApp {
-    pub fn new(snap: Arc<Snapshot>) -> AdminApp {
+    pub fn new(snap: Arc<Snapshot>, cache: Option<&'static CacheRuntime>) -> AdminApp {
         let listeners = ListenerReadiness::new(snap.listeners.iter().map(|l| l.addr));
-        AdminApp { snap, listeners }
+        AdminApp {
+            snap,
+            listeners,
+            cache,
+        }
     }
 }
 
@@ -47,6 +55,19 @@ fn reply(status: StatusCode, content_type: &str, body: impl Into<Vec<u8>>) -> Re
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let req = session.req_header();
+        if req.method == http::Method::POST && req.uri.path() == "/purge" {
+            let auth = req
+                .headers
+                .get(http::header::AUTHORIZATION)
+                .map(|v| v.as_bytes());
+            if let Err((status, why)) =
+                purge_api::authorized(self.snap.admin_token.as_deref(), auth)
+            {
+                return reply(status, "text/plain", why);
+            }
+            let (status, body) = purge_api::handle(self.cache, req.uri.query().unwrap_or(""));
+            return reply(status, "application/json", body);
+        }
         let head = req.method == http::Method::HEAD;
         if req.method != http::Method::GET && !head {
             let mut r = reply(

@@ -39,6 +39,8 @@ const ENTRY_OVERHEAD: usize = 256;
 /// What purges need to know about a stored object besides its key.
 #[derive(Debug, Default, Clone)]
 pub struct EntryTags {
+    /// The key as the eviction manager knows it.
+    pub key: CompactCacheKey,
     /// The URL the entry was stored for (`scheme://host:port/path?query`).
     pub url: Box<str>,
     /// `Surrogate-Key` values.
@@ -170,19 +172,24 @@ impl MemoryTier {
         Ok(true)
     }
 
-    /// Every stored key whose tags match `pred`, for purges by prefix or tag.
-    pub fn matching(&self, pred: impl Fn(&EntryTags) -> bool) -> Vec<u128> {
+    /// Every stored entry whose tags match `pred` (slot, eviction key), for
+    /// purges by URL, prefix or surrogate key. A scan: purges are rare.
+    pub fn matching(&self, pred: impl Fn(&EntryTags) -> bool) -> Vec<(u128, CompactCacheKey)> {
         let mut out = Vec::new();
         for shard in self.shards.iter() {
             if let Ok(map) = shard.read() {
-                out.extend(map.iter().filter(|(_, e)| pred(&e.tags)).map(|(k, _)| *k));
+                out.extend(
+                    map.iter()
+                        .filter(|(_, e)| pred(&e.tags))
+                        .map(|(k, e)| (*k, e.tags.key.clone())),
+                );
             }
         }
         out
     }
 
-    /// Removes by slot (admin purges); returns whether something was removed.
-    pub fn remove_slot(&self, slot: u128) -> bool {
+    /// Removes by slot (admin purges); the removed entry's id, if any.
+    pub fn remove_slot(&self, slot: u128) -> Option<u64> {
         let removed = self
             .shard(slot)
             .write()
@@ -191,7 +198,7 @@ impl MemoryTier {
         if let Some(old) = &removed {
             self.account_remove(old);
         }
-        removed.is_some()
+        removed.map(|e| e.id)
     }
 
     /// Marks an entry stale by slot, keeping it for revalidation and stale-if-error.
@@ -271,6 +278,7 @@ impl Storage for MemoryTier {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<usize>().ok());
         let tags = EntryTags {
+            key: key.to_compact(),
             url: key.user_tag.as_str().into(),
             surrogate_keys: surrogate_keys(&header),
         };

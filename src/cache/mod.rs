@@ -17,6 +17,7 @@ pub mod directives;
 pub mod key;
 pub mod memory;
 pub mod policy;
+pub mod purge;
 pub mod status;
 
 use crate::config::units::{parse_positive_duration, parse_size};

@@ -313,4 +313,7 @@ impl Default for ForwardingConfig {
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     pub address: String,
+    /// Bearer token required by state-changing endpoints (purge). Without
+    /// one they answer 403.
+    pub token: Option<String>,
 }

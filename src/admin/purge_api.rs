@@ -1,0 +1,140 @@
+//! `POST /purge?url=URL|prefix=URL|tag=KEY[&soft=1]` with
+//! `Authorization: Bearer TOKEN`. Answers `{"purged": N}`.
+
+use crate::cache::purge::{self, Selector};
+use crate::cache::CacheRuntime;
+use http::StatusCode;
+
+/// Compares without an early exit on the first differing byte.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Whether the request carries the configured token.
+pub fn authorized(
+    token: Option<&str>,
+    authorization: Option<&[u8]>,
+) -> Result<(), (StatusCode, &'static str)> {
+    let Some(token) = token else {
+        return Err((
+            StatusCode::FORBIDDEN,
+            "no admin.token configured: state-changing endpoints are off\n",
+        ));
+    };
+    let given = authorization
+        .and_then(|v| v.strip_prefix(b"Bearer "))
+        .unwrap_or_default();
+    if constant_time_eq(given, token.as_bytes()) {
+        Ok(())
+    } else {
+        Err((StatusCode::UNAUTHORIZED, "missing or wrong bearer token\n"))
+    }
+}
+
+fn percent_decode(s: &str) -> Result<String, String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = b.get(i + 1..i + 3).ok_or("truncated %-escape")?;
+                let hex = std::str::from_utf8(hex).map_err(|_| "bad %-escape")?;
+                out.push(u8::from_str_radix(hex, 16).map_err(|_| "bad %-escape")?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).map_err(|_| "not UTF-8".to_string())
+}
+
+/// Parses the query into a selector and the soft flag.
+pub fn parse_query(query: &str) -> Result<(Selector, bool), String> {
+    let mut selector = None;
+    let mut soft = false;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = percent_decode(v)?;
+        let s = match k {
+            "url" => Selector::Url(purge::normalize_url(&v)?),
+            "prefix" => Selector::Prefix(purge::normalize_url(&v)?),
+            "tag" if !v.is_empty() => Selector::Tag(v),
+            "soft" => {
+                soft = matches!(v.as_str(), "1" | "true" | "yes");
+                continue;
+            }
+            _ => return Err(format!("unknown or empty parameter {k:?}")),
+        };
+        if selector.replace(s).is_some() {
+            return Err("give exactly one of url, prefix, tag".into());
+        }
+    }
+    selector
+        .map(|s| (s, soft))
+        .ok_or_else(|| "give one of url, prefix, tag".into())
+}
+
+/// Runs a purge request; `(status, body)`.
+pub fn handle(cache: Option<&CacheRuntime>, query: &str) -> (StatusCode, String) {
+    let Some(cache) = cache else {
+        return (
+            StatusCode::NOT_FOUND,
+            "no route caches: nothing to purge\n".into(),
+        );
+    };
+    match parse_query(query) {
+        Ok((selector, soft)) => {
+            let n = purge::purge(cache, &selector, soft);
+            log::info!("admin purge {selector:?} (soft: {soft}): {n} object(s)");
+            (StatusCode::OK, format!("{{\"purged\": {n}}}\n"))
+        }
+        Err(e) => (StatusCode::BAD_REQUEST, format!("{e}\n")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_and_queries() {
+        assert!(authorized(Some("s3cret"), Some(b"Bearer s3cret")).is_ok());
+        assert_eq!(
+            authorized(Some("s3cret"), Some(b"Bearer s3cre"))
+                .unwrap_err()
+                .0,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            authorized(Some("s3cret"), None).unwrap_err().0,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            authorized(None, Some(b"Bearer x")).unwrap_err().0,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            parse_query("url=http%3A%2F%2Fa.com%2Fx%3Fy%3D1&soft=1").unwrap(),
+            (Selector::Url("http://a.com:80/x?y=1".into()), true)
+        );
+        assert_eq!(
+            parse_query("tag=product-7").unwrap(),
+            (Selector::Tag("product-7".into()), false)
+        );
+        assert!(parse_query("").is_err());
+        assert!(parse_query("url=http://a/&tag=x").is_err());
+        assert!(parse_query("url=%zz").is_err());
+        assert!(parse_query("colour=red").is_err());
+    }
+}
