@@ -543,3 +543,36 @@ fn purge_by_url_prefix_and_surrogate_key_hard_and_soft() {
         .metrics()
         .contains("parapet_cache_purges_total{kind=\"soft\"} 1"));
 }
+
+#[test]
+fn a_304_updates_the_stored_header_fields() {
+    let o = Origin::start("o");
+    let p = edge(&o, "");
+    fetch(
+        &p,
+        "/u",
+        &["Cache-Control: max-age=0", "ETag: \"v1\"", "X-Version: 1"],
+        &[],
+    );
+    // The origin's 304 carries new field values and new freshness.
+    let r = fetch(
+        &p,
+        "/u",
+        &["Cache-Control: max-age=60", "ETag: \"v1\"", "X-Version: 2"],
+        &[],
+    );
+    assert!(
+        status_of(&r).contains("fwd-status=304"),
+        "{}",
+        status_of(&r)
+    );
+    assert_eq!(r.header("x-version"), Some("2"));
+    let r = fetch(&p, "/u", &[], &[]);
+    assert!(
+        status_of(&r).contains("hit"),
+        "the 304's max-age=60 made it fresh: {}",
+        status_of(&r)
+    );
+    assert_eq!(r.header("x-version"), Some("2"), "the update was stored");
+    assert_eq!(o.hits(), 2);
+}

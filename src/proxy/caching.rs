@@ -127,6 +127,14 @@ pub fn response_cacheable(
     if too_large {
         return RespCacheable::Uncacheable(NoCacheReason::ResponseTooLarge);
     }
+    // After a 304, pingora merges only a few fields into the stored header;
+    // RFC 9111 §3.2 wants every field of the 304 (bar a few) to replace them.
+    let merged = ctx
+        .cache
+        .not_modified
+        .as_deref()
+        .map(|nm| merge_not_modified(resp, nm));
+    let resp = merged.as_ref().unwrap_or(resp);
     let req = session.req_header();
     match policy::evaluate(
         &req.method,
@@ -154,6 +162,38 @@ pub fn response_cacheable(
         }
         Err(why) => RespCacheable::Uncacheable(NoCacheReason::Custom(why.as_str())),
     }
+}
+
+/// The stored header updated with a 304's fields (RFC 9111 §3.2): every field
+/// of the 304 replaces the stored one, except framing and hop-by-hop fields.
+fn merge_not_modified(stored: &ResponseHeader, not_modified: &ResponseHeader) -> ResponseHeader {
+    const KEEP: &[&str] = &[
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "upgrade",
+        "proxy-connection",
+        "age",
+        "content-encoding",
+        "content-range",
+    ];
+    let mut merged = stored.clone();
+    let names: Vec<HeaderName> = not_modified
+        .headers
+        .keys()
+        .filter(|n| !KEEP.contains(&n.as_str()))
+        .cloned()
+        .collect();
+    for name in names {
+        merged.remove_header(&name);
+        for value in not_modified.headers.get_all(&name) {
+            let _ = merged.append_header(name.clone(), value.clone());
+        }
+    }
+    merged
 }
 
 /// `cache_vary_filter`.

@@ -28,6 +28,8 @@ pub struct CacheCtx {
     pub result: Option<&'static str>,
     /// An unsafe request on a caching route: invalidate its URL if it succeeds.
     pub invalidate: bool,
+    /// The origin's 304 to a revalidation: its fields update the stored ones.
+    pub not_modified: Option<Box<pingora::http::ResponseHeader>>,
 }
 
 /// Bookkeeping of the tries against the route's upstream pool.

@@ -350,6 +350,10 @@ impl ProxyHttp for Edge {
     ) -> Result<()> {
         ctx.cache.response_time = Some(std::time::SystemTime::now());
         self.snap.forwarding.upstream_response(upstream_response);
+        if upstream_response.status == http::StatusCode::NOT_MODIFIED && self.caching(ctx).is_some()
+        {
+            ctx.cache.not_modified = Some(Box::new(upstream_response.clone()));
+        }
         Ok(())
     }
 
