@@ -576,3 +576,76 @@ fn a_304_updates_the_stored_header_fields() {
     assert_eq!(r.header("x-version"), Some("2"), "the update was stored");
     assert_eq!(o.hits(), 2);
 }
+
+/// One HTTP/2 (prior knowledge) GET; returns (status, cache-status, body).
+fn h2_get(addr: std::net::SocketAddr, path: &str, respond: &str) -> (u16, String, Vec<u8>) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut client, conn) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let req = http::Request::builder()
+            .method("GET")
+            .uri(format!("http://localhost{path}"))
+            .header("x-respond", respond)
+            .body(())
+            .unwrap();
+        let (resp, _) = client.send_request(req, true).unwrap();
+        let resp = tokio::time::timeout(Duration::from_secs(5), resp)
+            .await
+            .unwrap()
+            .unwrap();
+        let status = resp.status().as_u16();
+        let cs = resp
+            .headers()
+            .get("cache-status")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let mut body = resp.into_body();
+        let mut out = Vec::new();
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.unwrap();
+            let _ = body.flow_control().release_capacity(chunk.len());
+            out.extend_from_slice(&chunk);
+        }
+        (status, cs, out)
+    })
+}
+
+#[test]
+fn http1_and_http2_share_one_entry() {
+    let o = Origin::start("o");
+    let ports = Ports::new();
+    let h2c_port = free_port();
+    let yaml = base_config(
+        &ports,
+        &format!(
+            "upstreams:\n  o:\n    backends: [{{address: \"{}\"}}]\nroutes:\n  - upstream: o\n    cache: {{enabled: true}}\n",
+            o.address()
+        ),
+    )
+    .replace(
+        "listeners:\n",
+        &format!("listeners:\n  - address: \"127.0.0.1:{h2c_port}\"\n    h2c: true\n"),
+    );
+    let p = Parapet::start_with(&ports, &yaml);
+    let h2c: std::net::SocketAddr = format!("127.0.0.1:{h2c_port}").parse().unwrap();
+    let cc = "Cache-Control: max-age=60";
+    let (status, cs, body) = h2_get(h2c, "/shared", cc);
+    assert_eq!((status, cs.as_str()), (200, "parapet; fwd=miss; stored"));
+    let r = fetch(&p, "/shared", &[cc], &[]);
+    assert!(
+        status_of(&r).contains("hit"),
+        "HTTP/1.1 hits what HTTP/2 stored: {}",
+        status_of(&r)
+    );
+    assert_eq!(r.body, body);
+    let (_, cs, _) = h2_get(h2c, "/shared", cc);
+    assert!(cs.contains("hit"), "{cs}");
+    assert_eq!(o.hits(), 1);
+}
