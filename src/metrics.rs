@@ -211,6 +211,25 @@ pub static CACHE_PURGES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .unwrap()
 });
 
+/// Disk tier operations that failed (the request goes on without the disk).
+pub static CACHE_DISK_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "parapet_cache_disk_errors_total",
+        "Disk tier operations that failed, by operation (open, write, remove).",
+        &["op"]
+    )
+    .unwrap()
+});
+
+/// Disk objects found corrupt or truncated (removed, never served).
+pub static CACHE_DISK_CORRUPT: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "parapet_cache_disk_corrupt_total",
+        "Disk objects found corrupt or truncated; removed and never served."
+    )
+    .unwrap()
+});
+
 /// Registers every metric so that the first scrape already lists them all.
 pub fn init() {
     BUILD_INFO
@@ -234,6 +253,8 @@ pub fn init() {
     LazyLock::force(&CACHE_EVICTIONS);
     LazyLock::force(&CACHE_LOCK_WAIT);
     LazyLock::force(&CACHE_PURGES);
+    LazyLock::force(&CACHE_DISK_ERRORS);
+    LazyLock::force(&CACHE_DISK_CORRUPT);
 }
 
 /// `"2xx"` for 204; `"none"` for 0 (no response was sent).

@@ -201,6 +201,34 @@ impl MemoryTier {
         removed.map(|e| e.id)
     }
 
+    /// Stores a complete object read from a lower tier (promotion); returns its
+    /// entry id and weight for the eviction manager.
+    pub fn insert_complete(
+        &self,
+        slot: u128,
+        internal: Vec<u8>,
+        header: ResponseHeader,
+        body: Bytes,
+        tags: EntryTags,
+    ) -> (u64, usize) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let weight = body.len() + internal.len() + header_weight(&header) + ENTRY_OVERHEAD;
+        let entry = Arc::new(Entry {
+            id,
+            internal,
+            header,
+            body,
+            weight,
+            tags,
+        });
+        if let Ok(mut shard) = self.shard(slot).write() {
+            let old = shard.insert(slot, entry.clone());
+            drop(shard);
+            self.account_insert(&entry, old);
+        }
+        (id, weight)
+    }
+
     /// Marks an entry stale by slot, keeping it for revalidation and stale-if-error.
     pub fn expire_slot(&self, slot: u128, now: SystemTime) -> Result<bool> {
         let entry = self

@@ -14,11 +14,13 @@
 //! | `logging`                | metrics; invalidation after unsafe methods              |
 
 pub mod directives;
+pub mod disk;
 pub mod key;
 pub mod memory;
 pub mod policy;
 pub mod purge;
 pub mod status;
+pub mod tiered;
 
 use crate::config::units::{parse_positive_duration, parse_size};
 use crate::config::{CacheConfig, ConfigErrors, RouteCacheConfig};
@@ -28,12 +30,16 @@ use pingora::cache::eviction::lru::Manager as LruManager;
 use pingora::cache::lock::{CacheKeyLockImpl, CacheLock};
 use pingora::cache::{CacheOptionOverrides, HttpCache};
 use policy::RoutePolicy;
+use std::path::PathBuf;
 use std::time::Duration;
+use tiered::Tiered;
 
 /// Validated cache settings (storage), from the `cache:` section.
 #[derive(Debug, Clone)]
 pub struct CacheSettings {
     pub memory_max: usize,
+    /// Disk tier directory and byte budget.
+    pub disk: Option<(PathBuf, u64)>,
     pub max_object: usize,
     pub lock_timeout: Duration,
 }
@@ -76,12 +82,20 @@ impl CacheSettings {
             16 << 20,
             errs,
         );
+        let disk = cfg.disk.as_ref().map(|d| {
+            if d.path.is_empty() {
+                errs.push("cache.disk.path", "must not be empty");
+            }
+            let max = size("cache.disk.max_size", Some(&d.max_size), 1 << 30, errs);
+            (PathBuf::from(&d.path), max as u64)
+        });
         let lock_timeout = parse_positive_duration(&cfg.lock_timeout).unwrap_or_else(|e| {
             errs.push("cache.lock_timeout", e);
             Duration::from_secs(5)
         });
         CacheSettings {
             memory_max,
+            disk,
             max_object,
             lock_timeout,
         }
@@ -157,7 +171,10 @@ impl RouteCache {
 
 /// The process-wide cache objects pingora-cache needs as `&'static`.
 pub struct CacheRuntime {
+    /// What pingora-cache uses: memory in front of disk.
+    pub storage: &'static Tiered,
     pub memory: &'static MemoryTier,
+    pub disk: Option<&'static disk::DiskTier>,
     pub eviction: &'static LruManager<16>,
     pub lock: &'static CacheKeyLockImpl,
     pub settings: CacheSettings,
@@ -175,8 +192,32 @@ impl CacheRuntime {
         )));
         let lock: &'static CacheKeyLockImpl =
             Box::leak(CacheLock::new_boxed(settings.lock_timeout));
-        Box::leak(Box::new(CacheRuntime {
+        let disk =
+            settings
+                .disk
+                .as_ref()
+                .and_then(|(path, max)| match disk::DiskTier::open(path, *max) {
+                    Ok(d) => Some(&*Box::leak(Box::new(d))),
+                    Err(e) => {
+                        crate::metrics::CACHE_DISK_ERRORS
+                            .with_label_values(&["open"])
+                            .inc();
+                        log::error!(
+                            "cache disk tier at {} unusable ({e}); caching in memory only",
+                            path.display()
+                        );
+                        None
+                    }
+                });
+        let storage = Box::leak(Box::new(Tiered {
             memory,
+            disk,
+            eviction,
+        }));
+        Box::leak(Box::new(CacheRuntime {
+            storage,
+            memory,
+            disk,
             eviction,
             lock,
             settings,
@@ -188,7 +229,7 @@ impl CacheRuntime {
         let mut overrides = CacheOptionOverrides::default();
         overrides.wait_timeout = Some(self.settings.lock_timeout);
         cache.enable(
-            self.memory,
+            self.storage,
             Some(self.eviction),
             None,
             Some(self.lock),

@@ -36,16 +36,25 @@ pub fn normalize_url(text: &str) -> Result<String, String> {
     Ok(format!("{scheme}://{host}:{port}{target}"))
 }
 
-/// Applies a purge to every tier; returns how many objects it touched.
+/// Applies a purge to every tier; returns how many objects it touched
+/// (an object on both tiers counts once).
 pub fn purge(runtime: &CacheRuntime, selector: &Selector, soft: bool) -> usize {
-    let hits = runtime.memory.matching(|tags| match selector {
+    let pred = |tags: &super::memory::EntryTags| match selector {
         Selector::Url(u) => &*tags.url == u.as_str(),
         Selector::Prefix(p) => tags.url.starts_with(p.as_str()),
         Selector::Tag(t) => tags.surrogate_keys.iter().any(|k| &**k == t.as_str()),
-    });
+    };
+    let hits = runtime.memory.matching(pred);
+    let mut on_disk: std::collections::HashSet<u128> = runtime
+        .disk
+        .map(|d| d.matching(pred).into_iter().collect())
+        .unwrap_or_default();
     let now = SystemTime::now();
     let mut n = 0;
     for (slot, key) in hits {
+        if on_disk.remove(&slot) {
+            disk_purge(runtime, slot, soft);
+        }
         if soft {
             if runtime.memory.expire_slot(slot, now).unwrap_or(false) {
                 n += 1;
@@ -57,6 +66,10 @@ pub fn purge(runtime: &CacheRuntime, selector: &Selector, soft: bool) -> usize {
             n += 1;
         }
     }
+    for slot in on_disk {
+        disk_purge(runtime, slot, soft);
+        n += 1;
+    }
     let kind = match (selector, soft) {
         (Selector::Url(_), false) => "url",
         (Selector::Prefix(_), false) => "prefix",
@@ -67,6 +80,25 @@ pub fn purge(runtime: &CacheRuntime, selector: &Selector, soft: bool) -> usize {
         .with_label_values(&[kind])
         .inc_by(n as u64);
     n
+}
+
+/// Deletes, or rewrites as expired, the disk copy of `slot`.
+fn disk_purge(runtime: &CacheRuntime, slot: u128, soft: bool) {
+    let Some(disk) = runtime.disk else { return };
+    if !soft {
+        disk.remove(slot);
+        return;
+    }
+    if let Some(mut obj) = disk.read(slot) {
+        if let Ok(mut meta) = pingora::cache::CacheMeta::deserialize(&obj.internal, &obj.header) {
+            meta.expire_at(SystemTime::now());
+            if let Ok((internal, header)) = meta.serialize() {
+                obj.internal = internal;
+                obj.header = header;
+                disk.write(slot, &obj);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -248,6 +248,9 @@ pub struct CacheKeyConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct CacheConfig {
     pub memory: Option<MemoryCacheConfig>,
+    /// A disk tier behind memory; its index is rebuilt at start-up, so a new
+    /// generation after a reload starts warm.
+    pub disk: Option<DiskCacheConfig>,
     /// Larger responses stream through and are not stored.
     pub max_object_size: Option<String>,
     /// How long requests wait for another request filling the same object
@@ -263,6 +266,7 @@ impl Default for CacheConfig {
     fn default() -> Self {
         CacheConfig {
             memory: None,
+            disk: None,
             max_object_size: None,
             lock_timeout: "5s".into(),
             targeted_field: "CDN-Cache-Control".into(),
@@ -274,6 +278,13 @@ impl Default for CacheConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MemoryCacheConfig {
+    pub max_size: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskCacheConfig {
+    pub path: String,
     pub max_size: String,
 }
 

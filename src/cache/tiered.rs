@@ -1,0 +1,245 @@
+//! The `Storage` pingora-cache sees: the memory tier in front of the disk
+//! tier (when configured).
+//!
+//! * lookup: memory first; on a memory miss the disk object is read on a
+//!   blocking thread, verified, promoted into memory (through the eviction
+//!   manager, so the memory budget holds) and served from there;
+//! * fill: written to memory; once committed, also written to disk in the
+//!   background (a failing disk only logs and counts: requests go on);
+//! * memory evictions leave the disk copy; invalidations, purges, soft purges
+//!   and 304 updates reach both tiers.
+
+use super::disk::{DiskObject, DiskTier};
+use super::memory::{EntryTags, MemoryTier};
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::cache::eviction::lru::Manager as LruManager;
+use pingora::cache::eviction::EvictionManager;
+use pingora::cache::key::{CacheHashKey, CacheKey};
+use pingora::cache::storage::{
+    HandleMiss, HitHandler, MissFinishType, MissHandler, PurgeOutcome, PurgeTarget, PurgeType,
+};
+use pingora::cache::trace::SpanHandle;
+use pingora::cache::{CacheEntryId, CacheEntryKey, CacheMeta, Storage};
+use pingora::Result;
+use std::any::Any;
+use std::time::SystemTime;
+
+pub struct Tiered {
+    pub memory: &'static MemoryTier,
+    pub disk: Option<&'static DiskTier>,
+    pub eviction: &'static LruManager<16>,
+}
+
+fn slot(key: &impl CacheHashKey) -> u128 {
+    u128::from_be_bytes(key.combined_bin())
+}
+
+impl Tiered {
+    /// Reads `slot` from disk and promotes it into memory.
+    async fn promote(&'static self, key: &CacheKey, trace: &SpanHandle) -> Result<bool> {
+        let Some(disk) = self.disk else {
+            return Ok(false);
+        };
+        let slot = slot(key);
+        if !disk.contains(slot) {
+            return Ok(false);
+        }
+        let obj = tokio::task::spawn_blocking(move || disk.read(slot))
+            .await
+            .ok()
+            .flatten();
+        let Some(obj) = obj else { return Ok(false) };
+        let meta = CacheMeta::deserialize(&obj.internal, &obj.header)?;
+        let tags = EntryTags {
+            key: key.to_compact(),
+            url: obj.url.into(),
+            surrogate_keys: obj.surrogate_keys.into_iter().map(Box::from).collect(),
+        };
+        let (id, weight) = self.memory.insert_complete(
+            slot,
+            obj.internal,
+            meta.response_header().clone(),
+            obj.body,
+            tags,
+        );
+        let victims = self.eviction.admit(
+            CacheEntryKey::identified(key.to_compact(), CacheEntryId::new(id)),
+            weight,
+            meta.fresh_until(),
+        );
+        for victim in victims {
+            self.memory
+                .purge(PurgeTarget::Exact(&victim), PurgeType::Eviction, trace)
+                .await?;
+        }
+        Ok(true)
+    }
+
+    /// Rewrites the disk copy with a new meta (soft purge, 304 update).
+    fn rewrite_disk_meta(&'static self, slot: u128, meta: Option<&CacheMeta>) {
+        let Some(disk) = self.disk else { return };
+        let new = meta.and_then(|m| m.serialize().ok());
+        tokio::task::spawn_blocking(move || {
+            let Some(mut obj) = disk.read(slot) else {
+                return;
+            };
+            let (internal, header) = match new {
+                Some(pair) => pair,
+                None => {
+                    // Soft purge: the stored meta, expired now.
+                    let Ok(mut meta) = CacheMeta::deserialize(&obj.internal, &obj.header) else {
+                        return;
+                    };
+                    meta.expire_at(SystemTime::now());
+                    let Ok(pair) = meta.serialize() else { return };
+                    pair
+                }
+            };
+            obj.internal = internal;
+            obj.header = header;
+            disk.write(slot, &obj);
+        });
+    }
+}
+
+#[async_trait]
+impl Storage for Tiered {
+    async fn lookup(
+        &'static self,
+        key: &CacheKey,
+        trace: &SpanHandle,
+    ) -> Result<Option<(CacheMeta, HitHandler)>> {
+        if let Some(hit) = self.memory.lookup(key, trace).await? {
+            return Ok(Some(hit));
+        }
+        if self.promote(key, trace).await? {
+            return self.memory.lookup(key, trace).await;
+        }
+        Ok(None)
+    }
+
+    async fn get_miss_handler(
+        &'static self,
+        key: &CacheKey,
+        meta: &CacheMeta,
+        trace: &SpanHandle,
+    ) -> Result<MissHandler> {
+        let inner = self.memory.get_miss_handler(key, meta, trace).await?;
+        let disk = match self.disk {
+            Some(disk) => {
+                let (internal, header) = meta.serialize()?;
+                Some(PendingDisk {
+                    disk,
+                    slot: slot(key),
+                    internal,
+                    header,
+                    url: key.user_tag.clone(),
+                    surrogate_keys: super::memory::surrogate_keys(meta.response_header())
+                        .iter()
+                        .map(|k| k.to_string())
+                        .collect(),
+                    chunks: Vec::new(),
+                })
+            }
+            None => None,
+        };
+        Ok(Box::new(TieredMiss { inner, disk }))
+    }
+
+    async fn purge(
+        &'static self,
+        target: PurgeTarget<'_>,
+        purge_type: PurgeType,
+        trace: &SpanHandle,
+    ) -> Result<PurgeOutcome> {
+        let outcome = self.memory.purge(target, purge_type, trace).await?;
+        if let (Some(disk), PurgeType::Invalidation) = (self.disk, purge_type) {
+            let slot = slot(target.key());
+            let removed = tokio::task::spawn_blocking(move || disk.remove(slot))
+                .await
+                .unwrap_or(false);
+            if removed && outcome == PurgeOutcome::NotFound {
+                return Ok(PurgeOutcome::Purged(None));
+            }
+        }
+        Ok(outcome)
+    }
+
+    async fn expire(
+        &'static self,
+        target: PurgeTarget<'_>,
+        trace: &SpanHandle,
+    ) -> Result<PurgeOutcome> {
+        let outcome = self.memory.expire(target, trace).await?;
+        self.rewrite_disk_meta(slot(target.key()), None);
+        Ok(outcome)
+    }
+
+    async fn update_meta(
+        &'static self,
+        key: &CacheKey,
+        meta: &CacheMeta,
+        trace: &SpanHandle,
+    ) -> Result<bool> {
+        let updated = self.memory.update_meta(key, meta, trace).await?;
+        self.rewrite_disk_meta(slot(key), Some(meta));
+        Ok(updated)
+    }
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync + 'static) {
+        self
+    }
+}
+
+/// What the disk copy of a fill needs once the fill commits.
+struct PendingDisk {
+    disk: &'static DiskTier,
+    slot: u128,
+    internal: Vec<u8>,
+    header: Vec<u8>,
+    url: String,
+    surrogate_keys: Vec<String>,
+    chunks: Vec<Bytes>,
+}
+
+struct TieredMiss {
+    inner: MissHandler,
+    disk: Option<PendingDisk>,
+}
+
+#[async_trait]
+impl HandleMiss for TieredMiss {
+    async fn write_body(&mut self, data: Bytes, eof: bool) -> Result<()> {
+        if let Some(d) = &mut self.disk {
+            d.chunks.push(data.clone());
+        }
+        self.inner.write_body(data, eof).await
+    }
+
+    async fn finish(self: Box<Self>) -> Result<MissFinishType> {
+        let TieredMiss { inner, disk } = *self;
+        // The memory tier checks completeness and size; only then does disk get it.
+        let done = inner.finish().await?;
+        if let Some(d) = disk {
+            let body: Bytes = match d.chunks.len() {
+                1 => d.chunks[0].clone(),
+                _ => d.chunks.concat().into(),
+            };
+            let obj = DiskObject {
+                internal: d.internal,
+                header: d.header,
+                url: d.url,
+                surrogate_keys: d.surrogate_keys,
+                body,
+            };
+            let (disk, slot) = (d.disk, d.slot);
+            tokio::task::spawn_blocking(move || disk.write(slot, &obj));
+        }
+        Ok(done)
+    }
+
+    fn entry_id(&self) -> Option<CacheEntryId> {
+        self.inner.entry_id()
+    }
+}
