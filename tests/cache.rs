@@ -649,3 +649,58 @@ fn http1_and_http2_share_one_entry() {
     assert!(cs.contains("hit"), "{cs}");
     assert_eq!(o.hits(), 1);
 }
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn memory_and_rss_stay_bounded_under_churn() {
+    let o = Origin::start("o");
+    let p = edge(
+        &o,
+        "cache:\n  memory: {max_size: 4MiB}\n  max_object_size: 1MiB\n",
+    );
+    // Warm up allocator pools before the baseline.
+    for i in 0..20 {
+        fetch(
+            &p,
+            &format!("/size/102400/warm{i}"),
+            &["Cache-Control: max-age=600"],
+            &[],
+        );
+    }
+    let baseline = rss_kib(p.pid());
+    // 10x the budget in distinct 100 KiB objects.
+    for i in 0..400 {
+        let r = fetch(
+            &p,
+            &format!("/size/102400/{i}"),
+            &["Cache-Control: max-age=600"],
+            &[],
+        );
+        assert_eq!(r.body.len(), 102_400);
+    }
+    let stored = || {
+        p.metrics()
+            .lines()
+            .find_map(|l| l.strip_prefix("parapet_cache_stored_bytes{tier=\"memory\"} "))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::MAX)
+    };
+    wait_until(DEADLINE, "stored bytes within the 4 MiB budget", || {
+        stored() <= 4.0 * 1024.0 * 1024.0
+    });
+    let grown = rss_kib(p.pid()).saturating_sub(baseline);
+    println!("RSS grew {grown} KiB while 40000 KiB went through a 4096 KiB cache");
+    assert!(
+        grown < 20 * 1024,
+        "RSS grew {grown} KiB: memory is not bounded"
+    );
+}

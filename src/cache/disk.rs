@@ -77,9 +77,22 @@ fn gauge(bytes: u64, objects: usize) {
         .set(objects as i64);
 }
 
+/// Counts every failure; logs at most one line per 10 s, so a full disk
+/// cannot flood the log.
 fn error(op: &str, e: &dyn std::fmt::Display) {
+    static LAST_LOG: AtomicU64 = AtomicU64::new(0);
     metrics::CACHE_DISK_ERRORS.with_label_values(&[op]).inc();
-    log::warn!("cache disk tier: {op} failed: {e}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let last = LAST_LOG.load(Ordering::Relaxed);
+    if now >= last + 10
+        && LAST_LOG
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        log::warn!("cache disk tier: {op} failed: {e} (more such errors are counted in parapet_cache_disk_errors_total)");
+    }
 }
 
 impl DiskTier {

@@ -138,6 +138,7 @@ struct Running {
 /// * `/slow/<ms>`: waits `ms` milliseconds, then answers 200 with the echo.
 /// * `/close`: answers with `Connection: close` and closes the connection.
 /// * `/truncate`: announces 100 bytes more than it sends, then closes.
+/// * `/size/<n>[/...]`: 200 with a body of exactly `n` bytes.
 /// * anything else: 200 with the echo.
 ///
 /// Response control for cache tests: every `X-Respond: Name: Value` request
@@ -370,6 +371,16 @@ async fn serve_connection(stream: tokio::net::TcpStream, state: Arc<OriginState>
                     Ok(c) if (100..=999).contains(&c) && c != 101 => (c, echo),
                     _ => (400, echo),
                 }
+            } else if let Some(n) = path.strip_prefix("/size/") {
+                // A body of exactly n bytes (capped at 64 MiB).
+                let n = n
+                    .split('/')
+                    .next()
+                    .unwrap_or("0")
+                    .parse::<usize>()
+                    .unwrap_or(0)
+                    .min(64 << 20);
+                (200, vec![b's'; n])
             } else if let Some(ms) = path.strip_prefix("/slow/") {
                 let ms = ms.parse::<u64>().unwrap_or(0);
                 tokio::time::sleep(Duration::from_millis(ms)).await;
