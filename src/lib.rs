@@ -7,6 +7,7 @@
 //! | config file → checked schema | [`config`]                               |
 //! | schema → immutable snapshot  | [`runtime`]                              |
 //! | client identity, request id  | [`forwarding`] (trusted proxies: [`cidr`]) |
+//! | refuse ambiguous requests    | [`filters`]                              |
 //! | `(host, path)` → route       | [`routing`]                              |
 //! | route → healthy backend      | [`upstream`] (selection, health, retry)  |
 //! | cache policy, key, storage   | [`cache`]                                |
@@ -27,6 +28,7 @@ pub mod cache;
 pub mod cidr;
 pub mod config;
 pub mod demo;
+pub mod filters;
 pub mod forwarding;
 pub mod lifecycle;
 pub mod metrics;

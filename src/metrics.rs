@@ -230,6 +230,16 @@ pub static CACHE_DISK_CORRUPT: LazyLock<IntCounter> = LazyLock::new(|| {
     .unwrap()
 });
 
+/// Requests refused by a filter before routing, by reason.
+pub static REQUESTS_REFUSED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "parapet_requests_refused_total",
+        "Requests refused by the edge's filters, by reason.",
+        &["reason"]
+    )
+    .unwrap()
+});
+
 /// Registers every metric so that the first scrape already lists them all.
 pub fn init() {
     BUILD_INFO
@@ -255,6 +265,7 @@ pub fn init() {
     LazyLock::force(&CACHE_PURGES);
     LazyLock::force(&CACHE_DISK_ERRORS);
     LazyLock::force(&CACHE_DISK_CORRUPT);
+    LazyLock::force(&REQUESTS_REFUSED);
 }
 
 /// `"2xx"` for 204; `"none"` for 0 (no response was sent).

@@ -22,6 +22,7 @@ pub use connections::CountConnections;
 pub use context::RequestCtx;
 
 use crate::cache::{CacheRuntime, RouteCache};
+use crate::filters;
 use crate::lifecycle;
 use crate::metrics::{self, RouteMetrics};
 use crate::routing::request_host;
@@ -120,6 +121,27 @@ impl ProxyHttp for Edge {
         ctx.client = Some(client);
         if lifecycle::is_draining() {
             session.set_keepalive(None);
+        }
+        let raw_head = match session.as_downstream() {
+            pingora::protocols::http::ServerSession::H1(h1)
+                if session
+                    .req_header()
+                    .headers
+                    .contains_key(http::header::TRANSFER_ENCODING) =>
+            {
+                Some(h1.get_headers_raw_bytes())
+            }
+            _ => None,
+        };
+        if let Err(refusal) = filters::framing::check(session.req_header(), raw_head.as_deref()) {
+            // Whatever follows the head is not trusted to be framed as the
+            // client claims: answer, then close.
+            metrics::REQUESTS_REFUSED
+                .with_label_values(&[refusal.as_str()])
+                .inc();
+            log::debug!("request {}: refused: {}", ctx.request_id, refusal.as_str());
+            session.set_keepalive(None);
+            return self.answer(session, ctx, 400).await;
         }
         let req = session.req_header();
         match self.snap.router.find(request_host(req), req.uri.path()) {

@@ -1,0 +1,210 @@
+//! Smuggling-safe request framing: the edge only forwards a request whose
+//! length and target it can state without doubt. Anything ambiguous gets
+//! `400` and the connection is closed, so no byte after the head is ever
+//! read as another request.
+//!
+//! Pingora itself already refuses two different `Content-Length` fields,
+//! unknown transfer codings, obs-fold and whitespace before the colon. On top
+//! of that, this refuses:
+//! * a `Content-Length` that is not a single run of digits (`5, 5`, `+5`, ` 5x`);
+//! * `Content-Length` together with `Transfer-Encoding` (RFC 9112 §6.3 lets a
+//!   server pick one; an edge in front of an unknown origin must not);
+//! * `Transfer-Encoding` on HTTP/1.0, or any coding list but a final `chunked`;
+//! * HTTP/1.1 without `Host` (RFC 9112 §3.2), or several `Host` fields;
+//! * an absolute-form target whose authority disagrees with `Host`.
+
+use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::Version;
+use pingora::http::RequestHeader;
+
+/// Why a request was refused (metric label and log word).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    ContentLength,
+    LengthAndChunked,
+    TransferEncoding,
+    MissingHost,
+    DuplicateHost,
+    HostMismatch,
+}
+
+impl Refusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::ContentLength => "bad_content_length",
+            Refusal::LengthAndChunked => "content_length_with_transfer_encoding",
+            Refusal::TransferEncoding => "bad_transfer_encoding",
+            Refusal::MissingHost => "missing_host",
+            Refusal::DuplicateHost => "duplicate_host",
+            Refusal::HostMismatch => "host_mismatch",
+        }
+    }
+}
+
+/// Whether a raw request head has a `Content-Length` line (Pingora drops the
+/// field when `Transfer-Encoding` is present, before filters see the head).
+pub fn raw_has_content_length(raw_head: &[u8]) -> bool {
+    raw_head
+        .split(|b| *b == b'\n')
+        .skip(1)
+        .any(|line| line.len() > 15 && line[..15].eq_ignore_ascii_case(b"content-length:"))
+}
+
+/// Checks an HTTP/1.x request head; HTTP/2 framing is the h2 layer's.
+/// `raw_head` is the head as received, when available.
+pub fn check(req: &RequestHeader, raw_head: Option<&[u8]>) -> Result<(), Refusal> {
+    if req.version != Version::HTTP_11 && req.version != Version::HTTP_10 {
+        return Ok(());
+    }
+    let lengths: Vec<&[u8]> = req
+        .headers
+        .get_all(CONTENT_LENGTH)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
+    if lengths.len() > 1
+        || lengths
+            .iter()
+            .any(|v| v.is_empty() || !v.iter().all(u8::is_ascii_digit))
+    {
+        return Err(Refusal::ContentLength);
+    }
+    let codings: Vec<&[u8]> = req
+        .headers
+        .get_all(TRANSFER_ENCODING)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
+    if !codings.is_empty() {
+        if !lengths.is_empty() || raw_head.is_some_and(raw_has_content_length) {
+            return Err(Refusal::LengthAndChunked);
+        }
+        let only_chunked =
+            codings.len() == 1 && codings[0].trim_ascii().eq_ignore_ascii_case(b"chunked");
+        if req.version == Version::HTTP_10 || !only_chunked {
+            return Err(Refusal::TransferEncoding);
+        }
+    }
+    let hosts: Vec<&[u8]> = req
+        .headers
+        .get_all(HOST)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
+    match hosts.len() {
+        0 if req.version == Version::HTTP_11 => return Err(Refusal::MissingHost),
+        0 | 1 => {}
+        _ => return Err(Refusal::DuplicateHost),
+    }
+    if let (Some(authority), Some(host)) = (req.uri.authority(), hosts.first()) {
+        if !authority
+            .as_str()
+            .as_bytes()
+            .eq_ignore_ascii_case(host.trim_ascii())
+        {
+            return Err(Refusal::HostMismatch);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(version: Version, target: &str, headers: &[(&str, &str)]) -> RequestHeader {
+        let mut r = RequestHeader::build("POST", b"/", None).unwrap();
+        r.set_uri(target.parse::<http::Uri>().unwrap());
+        r.set_version(version);
+        for (k, v) in headers {
+            r.append_header(k.to_string(), *v).unwrap();
+        }
+        r
+    }
+
+    #[test]
+    fn ambiguous_framing_is_refused() {
+        let v11 = Version::HTTP_11;
+        let ok = |h: &[(&str, &str)]| check(&req(v11, "/", h), None);
+        assert_eq!(ok(&[("host", "a"), ("content-length", "5")]), Ok(()));
+        assert_eq!(
+            ok(&[("host", "a"), ("transfer-encoding", "chunked")]),
+            Ok(())
+        );
+        assert_eq!(
+            ok(&[("host", "a"), ("transfer-encoding", "Chunked ")]),
+            Ok(())
+        );
+        for cl in ["5, 5", "5,5", "+5", " ", "5x", "-1"] {
+            assert_eq!(
+                ok(&[("host", "a"), ("content-length", cl)]),
+                Err(Refusal::ContentLength),
+                "{cl:?}"
+            );
+        }
+        assert_eq!(
+            ok(&[
+                ("host", "a"),
+                ("content-length", "5"),
+                ("content-length", "5")
+            ]),
+            Err(Refusal::ContentLength)
+        );
+        assert_eq!(
+            ok(&[
+                ("host", "a"),
+                ("content-length", "5"),
+                ("transfer-encoding", "chunked")
+            ]),
+            Err(Refusal::LengthAndChunked)
+        );
+        for te in ["gzip, chunked", "chunked, gzip", "identity", "xchunked"] {
+            assert_eq!(
+                ok(&[("host", "a"), ("transfer-encoding", te)]),
+                Err(Refusal::TransferEncoding),
+                "{te}"
+            );
+        }
+        assert_eq!(
+            ok(&[
+                ("host", "a"),
+                ("transfer-encoding", "chunked"),
+                ("transfer-encoding", "chunked")
+            ]),
+            Err(Refusal::TransferEncoding)
+        );
+        assert_eq!(
+            check(
+                &req(Version::HTTP_10, "/", &[("transfer-encoding", "chunked")]),
+                None
+            ),
+            Err(Refusal::TransferEncoding)
+        );
+        assert_eq!(ok(&[]), Err(Refusal::MissingHost));
+        assert_eq!(
+            check(&req(Version::HTTP_10, "/", &[]), None),
+            Ok(()),
+            "HTTP/1.0 may omit Host"
+        );
+        assert_eq!(
+            ok(&[("host", "a"), ("host", "b")]),
+            Err(Refusal::DuplicateHost)
+        );
+        assert_eq!(
+            check(&req(v11, "http://a.com/x", &[("host", "a.com")]), None),
+            Ok(())
+        );
+        assert_eq!(
+            check(&req(v11, "http://a.com/x", &[("host", "b.com")]), None),
+            Err(Refusal::HostMismatch)
+        );
+        // Pingora drops Content-Length next to Transfer-Encoding; the raw head still shows it.
+        let te = req(v11, "/", &[("host", "a"), ("transfer-encoding", "chunked")]);
+        let raw = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(check(&te, Some(raw)), Err(Refusal::LengthAndChunked));
+        assert_eq!(
+            check(&te, Some(b"POST / HTTP/1.1\r\nX-Content-Length: 5\r\n\r\n")),
+            Ok(())
+        );
+    }
+}
