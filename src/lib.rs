@@ -33,6 +33,7 @@ pub mod forwarding;
 pub mod lifecycle;
 pub mod metrics;
 pub mod proxy;
+pub mod ratelimit;
 pub mod routing;
 pub mod runtime;
 pub mod supervisor;

@@ -4,7 +4,10 @@
 
 use crate::cache::CacheSettings;
 use crate::config::{self, ConfigErrors, RawConfig};
+use crate::filters::limits::Limits;
+use crate::filters::FilterSet;
 use crate::forwarding::Forwarding;
+use crate::ratelimit::RateLimiter;
 use crate::routing::Router;
 use crate::upstream::Pools;
 use pingora::server::configuration::ServerConf;
@@ -25,6 +28,10 @@ pub struct Snapshot {
     pub pools: Pools,
     pub router: Router,
     pub forwarding: Forwarding,
+    /// Global request filters, size limits and rate limit.
+    pub filters: FilterSet,
+    pub limits: Limits,
+    pub rate_limit: Option<RateLimiter>,
     pub admin: Option<SocketAddr>,
     /// Bearer token of the admin API's state-changing endpoints.
     pub admin_token: Option<String>,
@@ -99,6 +106,12 @@ impl Snapshot {
         }
         let router = Router::build(&raw.routes, pools.index(), raw.cache.as_ref(), &mut errs);
         let forwarding = Forwarding::build(&raw.forwarding, &mut errs);
+        let filters = FilterSet::build(&raw.security, "security", &mut errs);
+        let limits = Limits::build(&raw.limits, &mut errs);
+        let rate_limit = raw
+            .rate_limit
+            .as_ref()
+            .and_then(|r| RateLimiter::build(r, "rate_limit", &mut errs));
         let cache = CacheSettings::build(raw.cache.as_ref(), &mut errs);
         let caching = router.iter().any(|r| r.cache.is_some());
         errs.into_result(Snapshot {
@@ -107,6 +120,9 @@ impl Snapshot {
             pools,
             router,
             forwarding,
+            filters,
+            limits,
+            rate_limit,
             admin,
             admin_token: raw.admin.as_ref().and_then(|a| a.token.clone()),
             cache,

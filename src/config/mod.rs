@@ -27,6 +27,9 @@ pub struct RawConfig {
     pub forwarding: ForwardingConfig,
     pub cache: Option<CacheConfig>,
     pub admin: Option<AdminConfig>,
+    pub security: SecurityConfig,
+    pub limits: LimitsConfig,
+    pub rate_limit: Option<RateLimitConfig>,
     /// What failed the schema check, so that semantic validation of the rest
     /// does not report follow-on errors ("no listener", "no such upstream").
     pub broken: Broken,
@@ -43,6 +46,9 @@ pub struct Broken {
 
 const SECTIONS: &[&str] = &[
     "server",
+    "security",
+    "limits",
+    "rate_limit",
     "listeners",
     "upstreams",
     "routes",
@@ -131,6 +137,9 @@ pub fn parse_partial(text: &str) -> (Option<RawConfig>, ConfigErrors) {
         forwarding: one(&root, "forwarding", &mut errs).unwrap_or_default(),
         cache: one(&root, "cache", &mut errs),
         admin: one(&root, "admin", &mut errs),
+        security: one(&root, "security", &mut errs).unwrap_or_default(),
+        limits: one(&root, "limits", &mut errs).unwrap_or_default(),
+        rate_limit: one(&root, "rate_limit", &mut errs),
         broken,
     };
     (Some(raw), errs)

@@ -172,6 +172,73 @@ impl Default for TimeoutsConfig {
     }
 }
 
+/// Request filters; global under `security:`, and per route. Both apply
+/// (global first).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecurityConfig {
+    /// If non-empty, only clients in these networks are served (403 otherwise).
+    pub allow: Vec<String>,
+    /// Clients in these networks get 403.
+    pub deny: Vec<String>,
+    /// Allowed methods; empty allows any (405 otherwise).
+    pub methods: Vec<String>,
+    /// Path prefixes refused with 403.
+    pub deny_paths: Vec<String>,
+    /// Path regular expressions refused with 403.
+    pub deny_path_patterns: Vec<String>,
+    /// Requests whose header matches a pattern get 403.
+    pub deny_headers: Vec<HeaderPatternConfig>,
+    /// Headers that must be present (403 otherwise).
+    pub require_headers: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderPatternConfig {
+    pub name: String,
+    /// Regular expression matched against each value.
+    pub pattern: String,
+}
+
+/// Size limits on requests (global).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Longest request target (414).
+    pub max_uri_length: String,
+    /// Most header fields (431).
+    pub max_header_count: usize,
+    /// Largest total of header names and values (431).
+    pub max_header_bytes: String,
+    /// Largest request body (413).
+    pub max_body_size: String,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_uri_length: "8KiB".into(),
+            max_header_count: 100,
+            max_header_bytes: "32KiB".into(),
+            max_body_size: "10MiB".into(),
+        }
+    }
+}
+
+/// A per-client token bucket (global under `rate_limit:`, or per route).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Sustained requests per second.
+    pub rate: f64,
+    /// Requests allowed in a burst above the rate.
+    pub burst: f64,
+    /// Who a client is: `client_ip` (default), `header:NAME`, `cookie:NAME`.
+    #[serde(default)]
+    pub key: Option<String>,
+}
+
 /// One entry of the ordered route table; the first match wins.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -192,6 +259,10 @@ pub struct RouteConfig {
     #[serde(default)]
     pub response_headers: HeaderRulesConfig,
     pub cache: Option<RouteCacheConfig>,
+    /// Filters for this route, applied after the global ones.
+    pub security: Option<SecurityConfig>,
+    /// A rate limit for this route, on top of the global one.
+    pub rate_limit: Option<RateLimitConfig>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -16,6 +16,8 @@ pub struct RequestCtx {
     /// Why the edge answered itself, for metrics and the access log.
     pub edge_reason: Option<&'static str>,
     pub cache: CacheCtx,
+    /// Request body bytes received so far (for `limits.max_body_size`).
+    pub body_bytes: u64,
 }
 
 /// What the cache hooks carry between phases.
@@ -58,6 +60,7 @@ impl RequestCtx {
             upstream: UpstreamAttempts::default(),
             edge_reason: None,
             cache: CacheCtx::default(),
+            body_bytes: 0,
         }
     }
 }

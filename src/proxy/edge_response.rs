@@ -12,7 +12,13 @@ use pingora::Result;
 pub fn reason_for(status: u16) -> &'static str {
     match status {
         400 => "bad_request",
+        403 => "forbidden",
         404 => "no_route",
+        405 => "method_not_allowed",
+        413 => "body_too_large",
+        414 => "uri_too_long",
+        429 => "rate_limited",
+        431 => "headers_too_large",
         502 => "bad_gateway",
         503 => "no_backend",
         504 => "gateway_timeout",
@@ -40,14 +46,21 @@ fn build(
     Ok((resp, body))
 }
 
-/// Answers a request the edge will not forward; the connection stays usable.
+/// Answers a request the edge will not forward; the connection stays usable
+/// unless keep-alive was turned off. `retry_after` adds `Retry-After` (429).
 pub async fn respond(
     session: &mut Session,
     status: u16,
     request_id_header: &http::HeaderName,
     request_id: &str,
+    retry_after: Option<std::time::Duration>,
 ) -> Result<()> {
-    let (resp, body) = build(status, request_id_header, request_id)?;
+    let (mut resp, body) = build(status, request_id_header, request_id)?;
+    if let Some(wait) = retry_after {
+        // Whole seconds, rounded up: never invite a retry that is still too early.
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        resp.insert_header(http::header::RETRY_AFTER, secs.max(1))?;
+    }
     let head_only = session.req_header().method == http::Method::HEAD;
     session
         .write_response_header(Box::new(resp), head_only)

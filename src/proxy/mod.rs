@@ -13,16 +13,17 @@
 //! | `fail_to_proxy`           | edge error page without backend details         | edge_response |
 //! | `logging`                 | metrics and the access log line                 | metrics       |
 
+mod admission;
 mod caching;
 mod connections;
 mod context;
 mod edge_response;
 
+use admission::Admission;
 pub use connections::CountConnections;
 pub use context::RequestCtx;
 
 use crate::cache::{CacheRuntime, RouteCache};
-use crate::filters;
 use crate::lifecycle;
 use crate::metrics::{self, RouteMetrics};
 use crate::routing::request_host;
@@ -79,6 +80,7 @@ impl Edge {
             status,
             &self.snap.forwarding.request_id_header,
             &ctx.request_id,
+            None,
         )
         .await?;
         Ok(true)
@@ -133,24 +135,77 @@ impl ProxyHttp for Edge {
             }
             _ => None,
         };
-        if let Err(refusal) = filters::framing::check(session.req_header(), raw_head.as_deref()) {
-            // Whatever follows the head is not trusted to be framed as the
-            // client claims: answer, then close.
-            metrics::REQUESTS_REFUSED
-                .with_label_values(&[refusal.as_str()])
-                .inc();
-            log::debug!("request {}: refused: {}", ctx.request_id, refusal.as_str());
-            session.set_keepalive(None);
-            return self.answer(session, ctx, 400).await;
-        }
-        let req = session.req_header();
-        match self.snap.router.find(request_host(req), req.uri.path()) {
-            Some((index, _)) => {
+        let client_ip = ctx.client.as_ref().map_or(peer, |c| c.ip);
+        match admission::admit(
+            &self.snap,
+            session.req_header(),
+            raw_head.as_deref(),
+            client_ip,
+            std::time::Instant::now(),
+        ) {
+            Admission::Route(index) => {
                 ctx.route = Some(index);
                 Ok(false)
             }
-            None => self.answer(session, ctx, 404).await,
+            Admission::Refuse {
+                rejection,
+                close,
+                retry_after,
+            } => {
+                if rejection.status != 404 {
+                    metrics::REQUESTS_REFUSED
+                        .with_label_values(&[rejection.reason])
+                        .inc();
+                    log::debug!(
+                        "request {}: refused ({}): {}",
+                        ctx.request_id,
+                        rejection.status,
+                        rejection.reason
+                    );
+                }
+                if close {
+                    session.set_keepalive(None);
+                }
+                ctx.edge_reason = Some(if rejection.status == 404 {
+                    "no_route"
+                } else {
+                    rejection.reason
+                });
+                edge_response::respond(
+                    session,
+                    rejection.status,
+                    &self.snap.forwarding.request_id_header,
+                    &ctx.request_id,
+                    retry_after,
+                )
+                .await?;
+                Ok(true)
+            }
         }
+    }
+
+    /// Counts streamed body bytes: a chunked body over `limits.max_body_size`
+    /// ends the request with 413 (a declared one was refused up front).
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(b) = body {
+            ctx.body_bytes += b.len() as u64;
+            if ctx.body_bytes > self.snap.limits.max_body_size {
+                metrics::REQUESTS_REFUSED
+                    .with_label_values(&["body_too_large"])
+                    .inc();
+                return Error::e_explain(
+                    ErrorType::HTTPStatus(413),
+                    "request body over limits.max_body_size",
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Caching routes use the cache for GET/HEAD; see [`caching::enable`].

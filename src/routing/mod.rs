@@ -14,6 +14,8 @@ pub use headers::HeaderRules;
 
 use crate::cache::RouteCache;
 use crate::config::{CacheConfig, ConfigErrors, RouteConfig};
+use crate::filters::FilterSet;
+use crate::ratelimit::RateLimiter;
 use std::collections::HashMap;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +55,10 @@ pub struct Route {
     pub response_headers: HeaderRules,
     /// The route's cache policy; `None`: not cached.
     pub cache: Option<RouteCache>,
+    /// Filters applied after the global ones.
+    pub filters: FilterSet,
+    /// A rate limit on top of the global one.
+    pub rate_limit: Option<RateLimiter>,
 }
 
 impl Route {
@@ -168,6 +174,15 @@ impl Router {
                     errs,
                 ),
                 cache: RouteCache::build(rc.cache.as_ref(), cache, &at("cache"), errs),
+                filters: rc
+                    .security
+                    .as_ref()
+                    .map(|s| FilterSet::build(s, &format!("routes[{i}].security"), errs))
+                    .unwrap_or_default(),
+                rate_limit: rc
+                    .rate_limit
+                    .as_ref()
+                    .and_then(|r| RateLimiter::build(r, &format!("routes[{i}].rate_limit"), errs)),
             });
         }
         Router { routes }

@@ -1,0 +1,141 @@
+//! Size limits: request target (414), header count and total size (431),
+//! declared body size (413; chunked bodies are counted as they stream).
+
+use super::Rejection;
+use crate::config::units::parse_size;
+use crate::config::{ConfigErrors, LimitsConfig};
+use http::header::CONTENT_LENGTH;
+use pingora::http::RequestHeader;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_uri_length: usize,
+    pub max_header_count: usize,
+    pub max_header_bytes: usize,
+    pub max_body_size: u64,
+}
+
+impl Limits {
+    pub fn build(cfg: &LimitsConfig, errs: &mut ConfigErrors) -> Limits {
+        let mut size = |key: &str, text: &str, dflt: u64| match parse_size(text) {
+            Ok(n) if n > 0 => n,
+            Ok(_) => {
+                errs.push(format!("limits.{key}"), "must be greater than zero");
+                dflt
+            }
+            Err(e) => {
+                errs.push(format!("limits.{key}"), e);
+                dflt
+            }
+        };
+        let limits = Limits {
+            max_uri_length: size("max_uri_length", &cfg.max_uri_length, 8192) as usize,
+            max_header_count: cfg.max_header_count,
+            max_header_bytes: size("max_header_bytes", &cfg.max_header_bytes, 32 << 10) as usize,
+            max_body_size: size("max_body_size", &cfg.max_body_size, 10 << 20),
+        };
+        if cfg.max_header_count == 0 {
+            errs.push("limits.max_header_count", "must be at least 1");
+        }
+        limits
+    }
+
+    pub fn check(&self, req: &RequestHeader) -> Result<(), Rejection> {
+        let target = req.uri.path_and_query().map_or(0, |pq| pq.as_str().len());
+        if target > self.max_uri_length {
+            return Err(Rejection {
+                status: 414,
+                reason: "uri_too_long",
+            });
+        }
+        if req.headers.len() > self.max_header_count {
+            return Err(Rejection {
+                status: 431,
+                reason: "too_many_headers",
+            });
+        }
+        let bytes: usize = req
+            .headers
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 4)
+            .sum();
+        if bytes > self.max_header_bytes {
+            return Err(Rejection {
+                status: 431,
+                reason: "headers_too_large",
+            });
+        }
+        let declared = req
+            .headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > self.max_body_size) {
+            return Err(Rejection {
+                status: 413,
+                reason: "body_too_large",
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_limit_has_its_status() {
+        let mut errs = ConfigErrors::default();
+        let cfg = LimitsConfig {
+            max_uri_length: "20".into(),
+            max_header_count: 3,
+            max_header_bytes: "100".into(),
+            max_body_size: "10".into(),
+        };
+        let l = Limits::build(&cfg, &mut errs);
+        assert!(errs.is_empty());
+        let req = |target: &str, headers: &[(&str, &str)]| {
+            let mut r = RequestHeader::build("POST", target.as_bytes(), None).unwrap();
+            for (k, v) in headers {
+                r.append_header(k.to_string(), *v).unwrap();
+            }
+            r
+        };
+        assert!(l.check(&req("/ok", &[("content-length", "10")])).is_ok());
+        assert_eq!(
+            l.check(&req("/a-very-long-path-indeed", &[]))
+                .unwrap_err()
+                .status,
+            414
+        );
+        assert_eq!(
+            l.check(&req("/", &[("a", "1"), ("b", "1"), ("c", "1"), ("d", "1")]))
+                .unwrap_err()
+                .status,
+            431
+        );
+        assert_eq!(
+            l.check(&req("/", &[("a", &"x".repeat(200))]))
+                .unwrap_err()
+                .status,
+            431
+        );
+        assert_eq!(
+            l.check(&req("/", &[("content-length", "11")]))
+                .unwrap_err()
+                .status,
+            413
+        );
+        Limits::build(
+            &LimitsConfig {
+                max_body_size: "lots".into(),
+                ..LimitsConfig::default()
+            },
+            &mut errs,
+        );
+        assert!(errs
+            .to_string()
+            .contains("limits.max_body_size: invalid size"));
+    }
+}

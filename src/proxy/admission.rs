@@ -1,0 +1,83 @@
+//! Whether a request gets in, and on which route: the filters of
+//! [`crate::filters`] in their documented order, routing, then the rate
+//! limits. Decides only; the caller writes the answer.
+
+use crate::filters::{framing, Rejection};
+use crate::runtime::Snapshot;
+use pingora::http::RequestHeader;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+pub enum Admission {
+    Route(usize),
+    Refuse {
+        rejection: Rejection,
+        /// Close the connection after answering (the rest of the bytes
+        /// cannot be trusted or are not wanted).
+        close: bool,
+        retry_after: Option<Duration>,
+    },
+}
+
+fn refuse(rejection: Rejection, close: bool) -> Admission {
+    Admission::Refuse {
+        rejection,
+        close,
+        retry_after: None,
+    }
+}
+
+pub fn admit(
+    snap: &Snapshot,
+    req: &RequestHeader,
+    raw_head: Option<&[u8]>,
+    client: IpAddr,
+    now: Instant,
+) -> Admission {
+    if let Err(r) = framing::check(req, raw_head) {
+        return refuse(
+            Rejection {
+                status: 400,
+                reason: r.as_str(),
+            },
+            true,
+        );
+    }
+    if let Err(r) = snap.limits.check(req) {
+        return refuse(r, true);
+    }
+    if let Err(r) = snap.filters.check(req, client) {
+        return refuse(r, false);
+    }
+    let Some((index, route)) = snap
+        .router
+        .find(crate::routing::request_host(req), req.uri.path())
+    else {
+        return refuse(
+            Rejection {
+                status: 404,
+                reason: "no_route",
+            },
+            false,
+        );
+    };
+    if let Err(r) = route.filters.check(req, client) {
+        return refuse(r, false);
+    }
+    for limiter in [snap.rate_limit.as_ref(), route.rate_limit.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        if let Err(wait) = limiter.check(req, client, now) {
+            return Admission::Refuse {
+                rejection: Rejection {
+                    status: 429,
+                    reason: "rate_limited",
+                },
+                close: false,
+                retry_after: Some(wait),
+            };
+        }
+    }
+    Admission::Route(index)
+}

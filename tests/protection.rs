@@ -1,0 +1,156 @@
+//! Request filters, size limits and rate limits against the real edge: each
+//! refusal has its status, a counter, and the origin never sees the request.
+
+mod support;
+
+use support::*;
+
+fn edge(o: &Origin, extra: &str) -> Parapet {
+    let ports = Ports::new();
+    Parapet::start_with(
+        &ports,
+        &base_config(
+            &ports,
+            &format!(
+                "upstreams:\n  o:\n    backends: [{{address: \"{}\"}}]\n{extra}",
+                o.address()
+            ),
+        ),
+    )
+}
+
+#[test]
+fn filters_refuse_with_their_status_and_the_origin_sees_nothing() {
+    let o = Origin::start("o");
+    let p = edge(
+        &o,
+        "security:\n  deny_paths: [/admin]\n  deny_path_patterns: ['\\.(git|env)(/|$)']\n  deny_headers: [{name: User-Agent, pattern: '(?i)sqlmap'}]\n\
+         routes:\n\
+         - {name: ro, match: {path_prefix: /ro}, upstream: o, security: {methods: [GET, HEAD]}}\n\
+         - {name: private, match: {path_prefix: /private}, upstream: o, security: {deny: [127.0.0.0/8]}}\n\
+         - {name: keyed, match: {path_prefix: /keyed}, upstream: o, security: {require_headers: [X-Api-Key]}}\n\
+         - {name: rest, upstream: o}\n",
+    );
+    /// (method, path, request headers, expected status)
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], u16);
+    let cases: &[Case] = &[
+        ("GET", "/admin/users", &[], 403),
+        ("GET", "/app/.git/config", &[], 403),
+        ("GET", "/x", &[("User-Agent", "sqlmap/1.7")], 403),
+        ("POST", "/ro/item", &[], 405),
+        ("GET", "/private/x", &[], 403),
+        ("GET", "/keyed/x", &[], 403),
+    ];
+    for (method, path, headers, status) in cases {
+        let r = request(p.addr(), method, path, headers, b"").unwrap();
+        assert_eq!(r.status, *status, "{method} {path}");
+        assert!(r.header("x-request-id").is_some());
+    }
+    assert_eq!(o.hits(), 0, "no refused request reached the origin");
+    for (method, path, headers) in [
+        ("GET", "/ro/item", &[][..]),
+        ("GET", "/keyed/x", &[("X-Api-Key", "k")][..]),
+        ("GET", "/public/admin", &[][..]),
+    ] {
+        assert_eq!(
+            request(p.addr(), method, path, headers, b"")
+                .unwrap()
+                .status,
+            200,
+            "{path}"
+        );
+    }
+    let m = p.metrics();
+    for reason in [
+        "path_denied",
+        "header_denied",
+        "method_not_allowed",
+        "ip_denied",
+        "header_required",
+    ] {
+        assert!(
+            m.contains(&format!(
+                "parapet_requests_refused_total{{reason=\"{reason}\"}}"
+            )),
+            "{reason} not counted:\n{m}"
+        );
+    }
+}
+
+#[test]
+fn size_limits_have_their_statuses() {
+    let o = Origin::start("o");
+    let p = edge(
+        &o,
+        "limits: {max_uri_length: \"64\", max_header_count: 20, max_header_bytes: 2KiB, max_body_size: \"100\"}\nroutes:\n  - upstream: o\n",
+    );
+    let long = format!("/{}", "a".repeat(100));
+    assert_eq!(p.get(&long, &[]).status, 414);
+    let many: Vec<(String, String)> = (0..30).map(|i| (format!("X-H{i}"), "v".into())).collect();
+    let many: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(p.get("/", &many).status, 431);
+    let big = "b".repeat(3000);
+    assert_eq!(p.get("/", &[("X-Big", &big)]).status, 431);
+    assert_eq!(
+        request(p.addr(), "POST", "/", &[], &[b'x'; 200])
+            .unwrap()
+            .status,
+        413
+    );
+    assert_eq!(o.hits(), 0);
+    // A chunked body is counted as it streams.
+    let chunk = "x".repeat(150);
+    let raw_req = format!("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{chunk}\r\n0\r\n\r\n", chunk.len());
+    let answer = String::from_utf8_lossy(&raw(p.addr(), raw_req.as_bytes())).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert_eq!(
+        request(p.addr(), "POST", "/", &[], &[b'x'; 100])
+            .unwrap()
+            .status,
+        200,
+        "at the limit is fine"
+    );
+}
+
+#[test]
+fn rate_limits_answer_429_with_retry_after_per_client() {
+    let o = Origin::start("o");
+    let p = edge(
+        &o,
+        "rate_limit: {rate: 1000, burst: 1000}\nroutes:\n\
+         - {name: api, match: {path_prefix: /api}, upstream: o, rate_limit: {rate: 0.5, burst: 3, key: 'header:X-Client'}}\n\
+         - {name: rest, upstream: o}\n",
+    );
+    let statuses: Vec<u16> = (0..5)
+        .map(|_| p.get("/api/x", &[("X-Client", "alice")]).status)
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![200, 200, 200, 429, 429],
+        "burst of 3, then limited"
+    );
+    let r = p.get("/api/x", &[("X-Client", "alice")]);
+    assert_eq!(r.status, 429);
+    let retry: u64 = r
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .unwrap();
+    assert!(
+        (1..=2).contains(&retry),
+        "one token every 2 s: Retry-After {retry}"
+    );
+    assert_eq!(
+        p.get("/api/x", &[("X-Client", "bob")]).status,
+        200,
+        "another client has its own bucket"
+    );
+    assert_eq!(
+        p.get("/other", &[("X-Client", "alice")]).status,
+        200,
+        "other routes are not limited"
+    );
+    assert!(p
+        .metrics()
+        .contains("parapet_requests_refused_total{reason=\"rate_limited\"} 3"));
+}
