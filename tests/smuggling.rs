@@ -67,3 +67,66 @@ fn ambiguous_requests_never_reach_the_origin() {
         },
     );
 }
+
+/// An origin that answers every request with fixed bytes chosen by path.
+fn faulty_origin() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            std::thread::spawn(move || {
+                use std::io::{Read, Write};
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&buf);
+                let answer: &[u8] = if head.starts_with("GET /two-lengths") {
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nsecret"
+                } else if head.starts_with("GET /garbage") {
+                    b"GARBAGE secret\r\n\r\nsecret"
+                } else if head.starts_with("GET /length-list") {
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\nok"
+                } else if head.starts_with("GET /bad-length") {
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 2, 3\r\n\r\nsecret"
+                } else {
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                };
+                let _ = conn.write_all(answer);
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn origin_framing_faults_become_502_never_raw_bytes() {
+    let origin = faulty_origin();
+    let ports = Ports::new();
+    let p = Parapet::start_with(
+        &ports,
+        &base_config(&ports, &format!("upstreams:\n  o:\n    retries: 0\n    backends: [{{address: \"{origin}\"}}]\nroutes:\n  - upstream: o\n")),
+    );
+    for path in ["/two-lengths", "/garbage", "/bad-length"] {
+        let r = p.get(path, &[]);
+        assert_eq!(r.status, 502, "{path}");
+        assert!(
+            !r.text().contains("secret"),
+            "{path}: origin bytes leaked: {}",
+            r.text()
+        );
+    }
+    let r = p.get("/length-list", &[]);
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("content-length"),
+        Some("2"),
+        "a repeated value is normalized"
+    );
+    assert_eq!(r.text(), "ok");
+}

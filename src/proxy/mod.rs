@@ -68,6 +68,19 @@ impl Edge {
         Some((self.cache?, route.cache.as_ref()?))
     }
 
+    /// The route's pool name, for metrics (`-` before routing).
+    fn pool_name(&self, ctx: &RequestCtx) -> String {
+        ctx.route
+            .map(|i| {
+                self.snap
+                    .pools
+                    .get(self.snap.router.get(i).upstream)
+                    .name
+                    .clone()
+            })
+            .unwrap_or_else(|| "-".into())
+    }
+
     async fn answer(
         &self,
         session: &mut Session,
@@ -426,6 +439,21 @@ impl ProxyHttp for Edge {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.cache.response_time = Some(std::time::SystemTime::now());
+        if let Some(cl) = upstream_response.headers.get(http::header::CONTENT_LENGTH) {
+            match crate::filters::framing::response_content_length(cl.as_bytes()) {
+                Ok(None) => {}
+                Ok(Some(n)) => upstream_response.insert_header(http::header::CONTENT_LENGTH, n)?,
+                Err(()) => {
+                    metrics::UPSTREAM_ERRORS
+                        .with_label_values(&[&self.pool_name(ctx), "bad_framing"])
+                        .inc();
+                    return Error::e_explain(
+                        ErrorType::HTTPStatus(502),
+                        "origin sent an invalid Content-Length",
+                    );
+                }
+            }
+        }
         self.snap.forwarding.upstream_response(upstream_response);
         if upstream_response.status == http::StatusCode::NOT_MODIFIED && self.caching(ctx).is_some()
         {
