@@ -111,7 +111,7 @@ pub fn check(req: &RequestHeader, raw_head: Option<&[u8]>) -> Result<(), Refusal
 /// An origin's `Content-Length`, normalized: a list of one repeated value
 /// (`2, 2`) becomes that value (RFC 9110 §8.6 allows it), anything else that
 /// is not a single number is an error (the response becomes a 502).
-pub fn response_content_length(value: &[u8]) -> Result<Option<u64>, ()> {
+pub fn response_content_length(value: &[u8]) -> Result<Option<u64>, Refusal> {
     if !value.is_empty() && value.iter().all(u8::is_ascii_digit) {
         return Ok(None); // already a single number: leave it alone
     }
@@ -119,15 +119,15 @@ pub fn response_content_length(value: &[u8]) -> Result<Option<u64>, ()> {
     let first = parts
         .next()
         .filter(|p| !p.is_empty() && p.iter().all(u8::is_ascii_digit))
-        .ok_or(())?;
+        .ok_or(Refusal::ContentLength)?;
     if parts.all(|p| p == first) {
         std::str::from_utf8(first)
             .ok()
             .and_then(|s| s.parse().ok())
             .map(Some)
-            .ok_or(())
+            .ok_or(Refusal::ContentLength)
     } else {
-        Err(())
+        Err(Refusal::ContentLength)
     }
 }
 
@@ -150,9 +150,12 @@ mod tests {
         assert_eq!(response_content_length(b"12"), Ok(None));
         assert_eq!(response_content_length(b"2, 2"), Ok(Some(2)));
         assert_eq!(response_content_length(b"2,2 ,2"), Ok(Some(2)));
-        assert_eq!(response_content_length(b"2, 3"), Err(()));
-        assert_eq!(response_content_length(b"x"), Err(()));
-        assert_eq!(response_content_length(b""), Err(()));
+        assert_eq!(
+            response_content_length(b"2, 3"),
+            Err(Refusal::ContentLength)
+        );
+        assert_eq!(response_content_length(b"x"), Err(Refusal::ContentLength));
+        assert_eq!(response_content_length(b""), Err(Refusal::ContentLength));
     }
 
     #[test]

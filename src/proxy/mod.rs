@@ -443,7 +443,7 @@ impl ProxyHttp for Edge {
             match crate::filters::framing::response_content_length(cl.as_bytes()) {
                 Ok(None) => {}
                 Ok(Some(n)) => upstream_response.insert_header(http::header::CONTENT_LENGTH, n)?,
-                Err(()) => {
+                Err(_) => {
                     metrics::UPSTREAM_ERRORS
                         .with_label_values(&[&self.pool_name(ctx), "bad_framing"])
                         .inc();
