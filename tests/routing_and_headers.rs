@@ -247,3 +247,25 @@ fn metrics_endpoint_has_the_core_series() {
         "public /metrics goes to the origin"
     );
 }
+
+#[test]
+fn hop_by_hop_fields_and_connection_named_fields_are_not_forwarded() {
+    let o = Origin::start("o");
+    let (p, _) = edge(&[&o], "routes:\n  - upstream: o\n");
+    let r = p.get(
+        "/",
+        &[
+            ("Connection", "X-Secret, keep-alive"),
+            ("X-Secret", "1"),
+            ("Keep-Alive", "timeout=5"),
+            ("Proxy-Connection", "keep-alive"),
+            ("TE", "trailers"),
+            ("X-Kept", "yes"),
+        ],
+    );
+    let e = r.echo();
+    for name in ["x-secret", "keep-alive", "proxy-connection", "te"] {
+        assert_eq!(e.header(name), None, "{name} was forwarded");
+    }
+    assert_eq!(e.header("x-kept"), Some("yes"));
+}
