@@ -26,6 +26,7 @@ pub mod admin;
 pub mod app;
 pub mod cache;
 pub mod cidr;
+pub mod concurrency;
 pub mod config;
 pub mod demo;
 pub mod filters;

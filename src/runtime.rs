@@ -32,6 +32,7 @@ pub struct Snapshot {
     pub filters: FilterSet,
     pub limits: Limits,
     pub rate_limit: Option<RateLimiter>,
+    pub per_client: Option<crate::concurrency::PerClient>,
     pub admin: Option<SocketAddr>,
     /// Bearer token of the admin API's state-changing endpoints.
     pub admin_token: Option<String>,
@@ -108,6 +109,7 @@ impl Snapshot {
         let forwarding = Forwarding::build(&raw.forwarding, &mut errs);
         let filters = FilterSet::build(&raw.security, "security", &mut errs);
         let limits = Limits::build(&raw.limits, &mut errs);
+        let per_client = crate::filters::limits::per_client(&raw.limits, &mut errs);
         let rate_limit = raw
             .rate_limit
             .as_ref()
@@ -123,6 +125,7 @@ impl Snapshot {
             filters,
             limits,
             rate_limit,
+            per_client,
             admin,
             admin_token: raw.admin.as_ref().and_then(|a| a.token.clone()),
             cache,

@@ -154,3 +154,70 @@ fn rate_limits_answer_429_with_retry_after_per_client() {
         .metrics()
         .contains("parapet_requests_refused_total{reason=\"rate_limited\"} 3"));
 }
+
+#[test]
+fn saturated_pools_and_greedy_clients_are_answered_at_once() {
+    let o = Origin::start("o");
+    let ports = Ports::new();
+    let p = Parapet::start_with(
+        &ports,
+        &base_config(
+            &ports,
+            &format!(
+                "upstreams:\n  slow:\n    max_in_flight: 2\n    backends: [{{address: \"{}\"}}]\n  other:\n    backends: [{{address: \"{}\"}}]\nroutes:\n  - {{match: {{path_prefix: /slow}}, upstream: slow}}\n  - {{match: {{path_prefix: /o}}, upstream: other, strip_prefix: true}}\n  - {{upstream: other}}\nlimits:\n  max_in_flight_per_client: 3\n",
+                o.address(),
+                o.address()
+            ),
+        ),
+    );
+    let addr = p.addr();
+    // Two slow requests fill the pool...
+    let holders: Vec<_> = (0..2)
+        .map(|_| {
+            std::thread::spawn(move || request(addr, "GET", "/slow/1500", &[], b"").unwrap().status)
+        })
+        .collect();
+    wait_until(
+        std::time::Duration::from_secs(5),
+        "two requests at the origin",
+        || o.hits() == 2,
+    );
+    // ...so a third gets 503 immediately, while other pools still answer.
+    let started = std::time::Instant::now();
+    assert_eq!(p.get("/slow/1", &[]).status, 503);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(1),
+        "no queueing"
+    );
+    assert_eq!(p.get("/other", &[]).status, 200);
+    // The same client now has 2 in flight; one more is allowed, a fourth is not.
+    let third = std::thread::spawn(move || {
+        request(addr, "GET", "/o/slow/1500", &[], b"")
+            .unwrap()
+            .status
+    });
+    wait_until(
+        std::time::Duration::from_secs(5),
+        "third request at the origin",
+        || o.hits() == 4,
+    );
+    assert_eq!(
+        p.get("/other", &[]).status,
+        429,
+        "a fourth concurrent request from one client"
+    );
+    for h in holders {
+        assert_eq!(h.join().unwrap(), 200);
+    }
+    assert_eq!(third.join().unwrap(), 200);
+    assert_eq!(p.get("/slow/1", &[]).status, 200, "slots are released");
+    let m = p.metrics();
+    assert!(
+        m.contains("parapet_requests_refused_total{reason=\"pool_saturated\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("parapet_requests_refused_total{reason=\"client_concurrency\"} 1"),
+        "{m}"
+    );
+}

@@ -80,6 +80,8 @@ pub struct UpstreamConfig {
     /// Extra attempts on other backends after a failure to connect.
     #[serde(default = "default_retries")]
     pub retries: usize,
+    /// Requests in flight to this pool at most; more get 503 at once.
+    pub max_in_flight: Option<usize>,
 }
 
 fn default_retries() -> usize {
@@ -213,6 +215,8 @@ pub struct LimitsConfig {
     pub max_header_bytes: String,
     /// Largest request body (413).
     pub max_body_size: String,
+    /// Requests in flight per client IP at most; more get 429.
+    pub max_in_flight_per_client: Option<usize>,
 }
 
 impl Default for LimitsConfig {
@@ -222,6 +226,7 @@ impl Default for LimitsConfig {
             max_header_count: 100,
             max_header_bytes: "32KiB".into(),
             max_body_size: "10MiB".into(),
+            max_in_flight_per_client: None,
         }
     }
 }

@@ -15,6 +15,21 @@ pub struct Limits {
     pub max_body_size: u64,
 }
 
+/// The per-client in-flight ceiling, if configured.
+pub fn per_client(
+    cfg: &LimitsConfig,
+    errs: &mut ConfigErrors,
+) -> Option<crate::concurrency::PerClient> {
+    match cfg.max_in_flight_per_client {
+        Some(0) => {
+            errs.push("limits.max_in_flight_per_client", "must be at least 1");
+            None
+        }
+        Some(n) => Some(crate::concurrency::PerClient::new(n)),
+        None => None,
+    }
+}
+
 impl Limits {
     pub fn build(cfg: &LimitsConfig, errs: &mut ConfigErrors) -> Limits {
         let mut size = |key: &str, text: &str, dflt: u64| match parse_size(text) {
@@ -92,6 +107,7 @@ mod tests {
             max_header_count: 3,
             max_header_bytes: "100".into(),
             max_body_size: "10".into(),
+            max_in_flight_per_client: None,
         };
         let l = Limits::build(&cfg, &mut errs);
         assert!(errs.is_empty());

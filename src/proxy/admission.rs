@@ -9,7 +9,8 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 pub enum Admission {
-    Route(usize),
+    /// Admitted on this route, holding these concurrency slots.
+    Route(usize, Vec<crate::concurrency::Slot>),
     Refuse {
         rejection: Rejection,
         /// Close the connection after answering (the rest of the bytes
@@ -79,5 +80,34 @@ pub fn admit(
             };
         }
     }
-    Admission::Route(index)
+    let mut slots = Vec::new();
+    if let Some(per_client) = &snap.per_client {
+        match per_client.try_acquire(client) {
+            Some(slot) => slots.push(slot),
+            None => {
+                return refuse(
+                    Rejection {
+                        status: 429,
+                        reason: "client_concurrency",
+                    },
+                    false,
+                )
+            }
+        }
+    }
+    if let Some(gate) = &snap.pools.get(route.upstream).gate {
+        match gate.try_acquire() {
+            Some(slot) => slots.push(slot),
+            None => {
+                return refuse(
+                    Rejection {
+                        status: 503,
+                        reason: "pool_saturated",
+                    },
+                    false,
+                )
+            }
+        }
+    }
+    Admission::Route(index, slots)
 }

@@ -18,6 +18,8 @@ pub struct RequestCtx {
     pub cache: CacheCtx,
     /// Request body bytes received so far (for `limits.max_body_size`).
     pub body_bytes: u64,
+    /// Concurrency slots held until the request ends.
+    pub slots: Vec<crate::concurrency::Slot>,
 }
 
 /// What the cache hooks carry between phases.
@@ -61,6 +63,7 @@ impl RequestCtx {
             edge_reason: None,
             cache: CacheCtx::default(),
             body_bytes: 0,
+            slots: Vec::new(),
         }
     }
 }

@@ -156,8 +156,9 @@ impl ProxyHttp for Edge {
             client_ip,
             std::time::Instant::now(),
         ) {
-            Admission::Route(index) => {
+            Admission::Route(index, slots) => {
                 ctx.route = Some(index);
+                ctx.slots = slots;
                 Ok(false)
             }
             Admission::Refuse {

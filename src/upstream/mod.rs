@@ -67,6 +67,8 @@ pub struct Pool {
     pub requests_metric: prometheus::IntCounter,
     /// `parapet_upstream_retries_total` of this pool, resolved once.
     pub retries_metric: prometheus::IntCounter,
+    /// In-flight ceiling (`max_in_flight`).
+    pub gate: Option<crate::concurrency::Gate>,
 }
 
 impl Pool {
@@ -137,6 +139,9 @@ impl Pool {
             write: duration("write", &cfg.timeouts.write),
             idle: duration("idle", &cfg.timeouts.idle),
         };
+        if cfg.max_in_flight == Some(0) {
+            errs.push(at("max_in_flight"), "must be at least 1");
+        }
         if cfg.retries > 10 {
             errs.push(at("retries"), format!("at most 10 (got {})", cfg.retries));
         }
@@ -183,6 +188,7 @@ impl Pool {
             health,
             requests_metric: metrics::UPSTREAM_REQUESTS.with_label_values(&[name]),
             retries_metric: metrics::UPSTREAM_RETRIES.with_label_values(&[name]),
+            gate: cfg.max_in_flight.map(crate::concurrency::Gate::new),
         })
     }
 
