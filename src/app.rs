@@ -51,7 +51,11 @@ pub fn build(opt: Opt, mut snap: Snapshot) -> Server {
         } else {
             "parapet proxy"
         };
-        let mut service = Service::new(name.to_string(), CountConnections(Arc::new(proxy)));
+        let app = CountConnections {
+            app: Arc::new(proxy),
+            header_timeout: snap.limits.header_timeout,
+        };
+        let mut service = Service::new(name.to_string(), app);
         for l in addrs {
             service.add_tcp(&l.addr.to_string());
         }

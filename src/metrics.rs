@@ -240,6 +240,16 @@ pub static REQUESTS_REFUSED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .unwrap()
 });
 
+/// Connections closed because a request head took longer than
+/// `limits.header_timeout` (slowloris).
+pub static SLOW_CLIENTS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "parapet_slow_clients_total",
+        "Connections closed for not completing a request head within limits.header_timeout."
+    )
+    .unwrap()
+});
+
 /// Registers every metric so that the first scrape already lists them all.
 pub fn init() {
     BUILD_INFO
@@ -266,6 +276,7 @@ pub fn init() {
     LazyLock::force(&CACHE_DISK_ERRORS);
     LazyLock::force(&CACHE_DISK_CORRUPT);
     LazyLock::force(&REQUESTS_REFUSED);
+    LazyLock::force(&SLOW_CLIENTS);
 }
 
 /// `"2xx"` for 204; `"none"` for 0 (no response was sent).

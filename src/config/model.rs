@@ -217,6 +217,8 @@ pub struct LimitsConfig {
     pub max_body_size: String,
     /// Requests in flight per client IP at most; more get 429.
     pub max_in_flight_per_client: Option<usize>,
+    /// Total time a client gets to send one request head (slowloris).
+    pub header_timeout: String,
 }
 
 impl Default for LimitsConfig {
@@ -227,6 +229,7 @@ impl Default for LimitsConfig {
             max_header_bytes: "32KiB".into(),
             max_body_size: "10MiB".into(),
             max_in_flight_per_client: None,
+            header_timeout: "15s".into(),
         }
     }
 }

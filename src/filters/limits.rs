@@ -13,6 +13,7 @@ pub struct Limits {
     pub max_header_count: usize,
     pub max_header_bytes: usize,
     pub max_body_size: u64,
+    pub header_timeout: std::time::Duration,
 }
 
 /// The per-client in-flight ceiling, if configured.
@@ -48,6 +49,11 @@ impl Limits {
             max_header_count: cfg.max_header_count,
             max_header_bytes: size("max_header_bytes", &cfg.max_header_bytes, 32 << 10) as usize,
             max_body_size: size("max_body_size", &cfg.max_body_size, 10 << 20),
+            header_timeout: crate::config::units::parse_positive_duration(&cfg.header_timeout)
+                .unwrap_or_else(|e| {
+                    errs.push("limits.header_timeout", e);
+                    std::time::Duration::from_secs(15)
+                }),
         };
         if cfg.max_header_count == 0 {
             errs.push("limits.max_header_count", "must be at least 1");
@@ -108,6 +114,7 @@ mod tests {
             max_header_bytes: "100".into(),
             max_body_size: "10".into(),
             max_in_flight_per_client: None,
+            header_timeout: "15s".into(),
         };
         let l = Limits::build(&cfg, &mut errs);
         assert!(errs.is_empty());

@@ -1,6 +1,7 @@
-//! Counts downstream connections by wrapping the proxy's `ServerApp`: Pingora
-//! runs one `process_new` per accepted connection (an HTTP/1 keep-alive loop or
-//! a whole HTTP/2 connection), which is exactly a connection's lifetime.
+//! Wraps the proxy's `ServerApp` per accepted connection: Pingora runs one
+//! `process_new` per connection (an HTTP/1 keep-alive loop or a whole HTTP/2
+//! connection), which is exactly a connection's lifetime. Here the connection
+//! is counted, and its stream gets the request-head deadline.
 
 use crate::metrics;
 use async_trait::async_trait;
@@ -9,7 +10,11 @@ use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
 use std::sync::Arc;
 
-pub struct CountConnections<A>(pub Arc<A>);
+pub struct CountConnections<A> {
+    pub app: Arc<A>,
+    /// `limits.header_timeout`.
+    pub header_timeout: std::time::Duration,
+}
 
 struct Open;
 
@@ -35,10 +40,11 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for CountConnections<A> {
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         let _open = Open::new();
-        self.0.process_new(stream, shutdown).await
+        let stream = super::header_deadline::HeaderDeadline::wrap(stream, self.header_timeout);
+        self.app.process_new(stream, shutdown).await
     }
 
     async fn cleanup(&self) {
-        self.0.cleanup().await
+        self.app.cleanup().await
     }
 }

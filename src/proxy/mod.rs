@@ -18,6 +18,7 @@ mod caching;
 mod connections;
 mod context;
 mod edge_response;
+mod header_deadline;
 
 use admission::Admission;
 pub use connections::CountConnections;

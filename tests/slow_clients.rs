@@ -1,0 +1,106 @@
+//! Slowloris: hundreds of connections that never finish their request head
+//! are cut after `limits.header_timeout` in total (not per read), while an
+//! ordinary client keeps getting quick answers.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+use support::*;
+
+#[test]
+fn slow_heads_are_cut_and_normal_clients_are_served() {
+    let o = Origin::start("o");
+    let ports = Ports::new();
+    let p = Parapet::start_with(
+        &ports,
+        &base_config(
+            &ports,
+            &format!("upstreams:\n  o:\n    backends: [{{address: \"{}\"}}]\nroutes:\n  - upstream: o\nlimits:\n  header_timeout: 1s\n", o.address()),
+        ),
+    );
+    let opened = Instant::now();
+    let mut slow: Vec<TcpStream> = (0..300)
+        .map(|_| {
+            let mut s = TcpStream::connect(p.addr()).unwrap();
+            s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n").unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+            s
+        })
+        .collect();
+    // A trickler: one more header line every 300 ms, never finishing.
+    let mut trickler = TcpStream::connect(p.addr()).unwrap();
+    trickler
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+
+    // An ordinary client is served promptly while they hang on.
+    let mut worst = Duration::ZERO;
+    for i in 0..20 {
+        let t = Instant::now();
+        assert_eq!(p.get(&format!("/ok/{i}"), &[]).status, 200);
+        worst = worst.max(t.elapsed());
+        let _ = trickler.write_all(format!("X-Line-{i}: v\r\n").as_bytes());
+    }
+    assert!(
+        worst < Duration::from_millis(500),
+        "slowest ordinary request took {worst:?}"
+    );
+
+    // Every slow connection is closed by the edge, within a bounded time.
+    let mut buf = [0u8; 256];
+    wait_until(
+        Duration::from_secs(10),
+        "all slow connections closed",
+        || {
+            slow.retain_mut(|s| match s.read(&mut buf) {
+                Ok(0) => false,
+                Ok(_) => false,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    true
+                }
+                Err(_) => false,
+            });
+            slow.is_empty()
+        },
+    );
+    assert!(
+        opened.elapsed() >= Duration::from_secs(1),
+        "not before the deadline"
+    );
+    let trickler_closed = loop {
+        match trickler.read(&mut buf) {
+            Ok(_) => break true,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                if opened.elapsed() > Duration::from_secs(10) {
+                    break false;
+                }
+                let _ = trickler.write_all(b"X-More: v\r\n");
+            }
+            Err(_) => break true,
+        }
+    };
+    assert!(
+        trickler_closed,
+        "a head trickled one line at a time is cut too (total deadline, not per read)"
+    );
+    assert_eq!(o.hits(), 20, "no slow request reached the origin");
+    wait_until(Duration::from_secs(5), "slow clients counted", || {
+        p.metrics()
+            .lines()
+            .find_map(|l| l.strip_prefix("parapet_slow_clients_total "))
+            .and_then(|v| v.parse::<f64>().ok())
+            .is_some_and(|n| n >= 300.0)
+    });
+}
