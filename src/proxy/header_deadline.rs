@@ -243,6 +243,13 @@ impl GetSocketDigest for HeaderDeadline {
     }
 }
 
+#[async_trait]
+impl Peek for HeaderDeadline {
+    async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
+        self.inner.try_peek(buf).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,12 +270,5 @@ mod tests {
             "bare LF heads end too"
         );
         assert_eq!(last3(*b"abc", b"d"), *b"bcd");
-    }
-}
-
-#[async_trait]
-impl Peek for HeaderDeadline {
-    async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
-        self.inner.try_peek(buf).await
     }
 }
