@@ -54,6 +54,7 @@ pub fn build(opt: Opt, mut snap: Snapshot) -> Server {
         let app = CountConnections {
             app: Arc::new(proxy),
             header_timeout: snap.limits.header_timeout,
+            caps: snap.connection_caps.clone(),
         };
         let mut service = Service::new(name.to_string(), app);
         for l in addrs {

@@ -250,6 +250,16 @@ pub static SLOW_CLIENTS: LazyLock<IntCounter> = LazyLock::new(|| {
     .unwrap()
 });
 
+/// Connections closed at accept for being over a cap, by cap (`total`, `per_ip`).
+pub static CONNECTIONS_REFUSED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "parapet_connections_refused_total",
+        "Client connections closed at accept for being over a cap, by cap.",
+        &["cap"]
+    )
+    .unwrap()
+});
+
 /// Registers every metric so that the first scrape already lists them all.
 pub fn init() {
     BUILD_INFO
@@ -277,6 +287,7 @@ pub fn init() {
     LazyLock::force(&CACHE_DISK_CORRUPT);
     LazyLock::force(&REQUESTS_REFUSED);
     LazyLock::force(&SLOW_CLIENTS);
+    LazyLock::force(&CONNECTIONS_REFUSED);
 }
 
 /// `"2xx"` for 204; `"none"` for 0 (no response was sent).

@@ -14,6 +14,7 @@ use pingora::server::configuration::ServerConf;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 
 /// One public listener.
 #[derive(Debug, Clone)]
@@ -33,6 +34,11 @@ pub struct Snapshot {
     pub limits: Limits,
     pub rate_limit: Option<RateLimiter>,
     pub per_client: Option<crate::concurrency::PerClient>,
+    /// Connection caps: total, and per peer IP.
+    pub connection_caps: Arc<(
+        Option<crate::concurrency::Gate>,
+        Option<crate::concurrency::PerClient>,
+    )>,
     pub admin: Option<SocketAddr>,
     /// Bearer token of the admin API's state-changing endpoints.
     pub admin_token: Option<String>,
@@ -110,6 +116,10 @@ impl Snapshot {
         let filters = FilterSet::build(&raw.security, "security", &mut errs);
         let limits = Limits::build(&raw.limits, &mut errs);
         let per_client = crate::filters::limits::per_client(&raw.limits, &mut errs);
+        let connection_caps = Arc::new(crate::filters::limits::connection_caps(
+            &raw.limits,
+            &mut errs,
+        ));
         let rate_limit = raw
             .rate_limit
             .as_ref()
@@ -126,6 +136,7 @@ impl Snapshot {
             limits,
             rate_limit,
             per_client,
+            connection_caps,
             admin,
             admin_token: raw.admin.as_ref().and_then(|a| a.token.clone()),
             cache,

@@ -104,3 +104,35 @@ fn slow_heads_are_cut_and_normal_clients_are_served() {
             .is_some_and(|n| n >= 300.0)
     });
 }
+
+#[test]
+fn connections_over_the_per_ip_cap_are_closed_at_once() {
+    let o = Origin::start("o");
+    let ports = Ports::new();
+    let p = Parapet::start_with(
+        &ports,
+        &base_config(
+            &ports,
+            &format!("upstreams:\n  o:\n    backends: [{{address: \"{}\"}}]\nroutes:\n  - upstream: o\nlimits:\n  max_connections_per_ip: 5\n", o.address()),
+        ),
+    );
+    let held: Vec<Client> = (0..5).map(|_| Client::connect(p.addr())).collect();
+    // The held connections are open (and accepted) once each has been served.
+    let mut held = held;
+    for c in held.iter_mut() {
+        assert_eq!(c.get("/", &[]).status, 200);
+    }
+    let refused = request(p.addr(), "GET", "/", &[], b"");
+    assert!(
+        refused.is_err(),
+        "a sixth connection from the same IP is closed: {:?}",
+        refused.map(|r| r.status)
+    );
+    drop(held);
+    wait_until(Duration::from_secs(5), "slots released", || {
+        request(p.addr(), "GET", "/", &[], b"").is_ok_and(|r| r.status == 200)
+    });
+    assert!(p
+        .metrics()
+        .contains("parapet_connections_refused_total{cap=\"per_ip\"}"));
+}

@@ -219,6 +219,10 @@ pub struct LimitsConfig {
     pub max_in_flight_per_client: Option<usize>,
     /// Total time a client gets to send one request head (slowloris).
     pub header_timeout: String,
+    /// Open client connections at most; more are closed at once.
+    pub max_connections: Option<usize>,
+    /// Open connections per client IP (the TCP peer) at most.
+    pub max_connections_per_ip: Option<usize>,
 }
 
 impl Default for LimitsConfig {
@@ -230,6 +234,8 @@ impl Default for LimitsConfig {
             max_body_size: "10MiB".into(),
             max_in_flight_per_client: None,
             header_timeout: "15s".into(),
+            max_connections: None,
+            max_connections_per_ip: None,
         }
     }
 }

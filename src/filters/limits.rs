@@ -16,6 +16,32 @@ pub struct Limits {
     pub header_timeout: std::time::Duration,
 }
 
+/// Connection caps: total and per peer IP, if configured.
+pub fn connection_caps(
+    cfg: &LimitsConfig,
+    errs: &mut ConfigErrors,
+) -> (
+    Option<crate::concurrency::Gate>,
+    Option<crate::concurrency::PerClient>,
+) {
+    for (key, v) in [
+        ("max_connections", cfg.max_connections),
+        ("max_connections_per_ip", cfg.max_connections_per_ip),
+    ] {
+        if v == Some(0) {
+            errs.push(format!("limits.{key}"), "must be at least 1");
+        }
+    }
+    (
+        cfg.max_connections
+            .filter(|n| *n > 0)
+            .map(crate::concurrency::Gate::new),
+        cfg.max_connections_per_ip
+            .filter(|n| *n > 0)
+            .map(crate::concurrency::PerClient::new),
+    )
+}
+
 /// The per-client in-flight ceiling, if configured.
 pub fn per_client(
     cfg: &LimitsConfig,
@@ -115,6 +141,8 @@ mod tests {
             max_body_size: "10".into(),
             max_in_flight_per_client: None,
             header_timeout: "15s".into(),
+            max_connections: None,
+            max_connections_per_ip: None,
         };
         let l = Limits::build(&cfg, &mut errs);
         assert!(errs.is_empty());

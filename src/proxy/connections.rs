@@ -3,6 +3,7 @@
 //! connection), which is exactly a connection's lifetime. Here the connection
 //! is counted, and its stream gets the request-head deadline.
 
+use crate::concurrency::{Gate, PerClient};
 use crate::metrics;
 use async_trait::async_trait;
 use pingora::apps::ServerApp;
@@ -14,6 +15,8 @@ pub struct CountConnections<A> {
     pub app: Arc<A>,
     /// `limits.header_timeout`.
     pub header_timeout: std::time::Duration,
+    /// `limits.max_connections` and `limits.max_connections_per_ip`.
+    pub caps: Arc<(Option<Gate>, Option<PerClient>)>,
 }
 
 struct Open;
@@ -39,6 +42,35 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for CountConnections<A> {
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        // Over a cap: close at once, before reading anything.
+        let mut _slots = Vec::new();
+        if let Some(total) = &self.caps.0 {
+            match total.try_acquire() {
+                Some(s) => _slots.push(s),
+                None => {
+                    metrics::CONNECTIONS_REFUSED
+                        .with_label_values(&["total"])
+                        .inc();
+                    return None;
+                }
+            }
+        }
+        if let Some(per_ip) = &self.caps.1 {
+            let ip = stream
+                .get_socket_digest()
+                .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
+            if let Some(ip) = ip {
+                match per_ip.try_acquire(ip) {
+                    Some(s) => _slots.push(s),
+                    None => {
+                        metrics::CONNECTIONS_REFUSED
+                            .with_label_values(&["per_ip"])
+                            .inc();
+                        return None;
+                    }
+                }
+            }
+        }
         let _open = Open::new();
         let stream = super::header_deadline::HeaderDeadline::wrap(stream, self.header_timeout);
         self.app.process_new(stream, shutdown).await
