@@ -55,6 +55,7 @@ pub fn build(opt: Opt, mut snap: Snapshot) -> Server {
             app: Arc::new(proxy),
             header_timeout: snap.limits.header_timeout,
             caps: snap.connection_caps.clone(),
+            reputation: snap.reputation.clone(),
         };
         let mut service = Service::new(name.to_string(), app);
         for l in addrs {

@@ -24,6 +24,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod behaviour;
 pub mod cache;
 pub mod cidr;
 pub mod concurrency;

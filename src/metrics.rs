@@ -260,6 +260,24 @@ pub static CONNECTIONS_REFUSED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .unwrap()
 });
 
+/// Clients blocked by behaviour scoring.
+pub static CLIENT_BLOCKS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "parapet_clients_blocked_total",
+        "Clients blocked for their behaviour score."
+    )
+    .unwrap()
+});
+
+/// Blocked clients whose block ran out.
+pub static CLIENT_UNBLOCKS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "parapet_clients_unblocked_total",
+        "Blocked clients whose block ran out."
+    )
+    .unwrap()
+});
+
 /// Registers every metric so that the first scrape already lists them all.
 pub fn init() {
     BUILD_INFO
@@ -288,6 +306,8 @@ pub fn init() {
     LazyLock::force(&REQUESTS_REFUSED);
     LazyLock::force(&SLOW_CLIENTS);
     LazyLock::force(&CONNECTIONS_REFUSED);
+    LazyLock::force(&CLIENT_BLOCKS);
+    LazyLock::force(&CLIENT_UNBLOCKS);
 }
 
 /// `"2xx"` for 204; `"none"` for 0 (no response was sent).

@@ -35,6 +35,8 @@ pub struct Snapshot {
     pub rate_limit: Option<RateLimiter>,
     pub per_client: Option<crate::concurrency::PerClient>,
     /// Connection caps: total, and per peer IP.
+    /// Behavioural blocking, if configured.
+    pub reputation: Option<Arc<crate::behaviour::Reputation>>,
     pub connection_caps: Arc<(
         Option<crate::concurrency::Gate>,
         Option<crate::concurrency::PerClient>,
@@ -116,6 +118,11 @@ impl Snapshot {
         let filters = FilterSet::build(&raw.security, "security", &mut errs);
         let limits = Limits::build(&raw.limits, &mut errs);
         let per_client = crate::filters::limits::per_client(&raw.limits, &mut errs);
+        let reputation = raw
+            .behaviour
+            .as_ref()
+            .and_then(|b| crate::behaviour::Reputation::build(b, &mut errs))
+            .map(Arc::new);
         let connection_caps = Arc::new(crate::filters::limits::connection_caps(
             &raw.limits,
             &mut errs,
@@ -137,6 +144,7 @@ impl Snapshot {
             rate_limit,
             per_client,
             connection_caps,
+            reputation,
             admin,
             admin_token: raw.admin.as_ref().and_then(|a| a.token.clone()),
             cache,

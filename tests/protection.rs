@@ -221,3 +221,50 @@ fn saturated_pools_and_greedy_clients_are_answered_at_once() {
         "{m}"
     );
 }
+
+#[test]
+fn misbehaving_clients_are_blocked_for_a_while_unless_never_blocked() {
+    let o = Origin::start("o");
+    let routes = "routes:\n  - {match: {host: ok.test}, upstream: o}\n";
+    let p = edge(
+        &o,
+        &format!("{routes}behaviour: {{threshold: 5, half_life: 60s, block_for: 1s}}\n"),
+    );
+    // Six 404s: 1 point each, decaying slowly (half-life 60 s), cross 5.
+    for _ in 0..6 {
+        assert_eq!(p.get("/probe", &[("Host", "nothing.test")]).status, 404);
+    }
+    // Scores are recorded just after each response goes out.
+    wait_until(
+        std::time::Duration::from_secs(5),
+        "a run of 404s blocks the client",
+        || p.get("/", &[("Host", "ok.test")]).status == 403,
+    );
+    assert!(p
+        .get("/", &[("Host", "ok.test")])
+        .header("retry-after")
+        .is_some());
+    wait_until(
+        std::time::Duration::from_secs(5),
+        "the block runs out",
+        || p.get("/", &[("Host", "ok.test")]).status == 200,
+    );
+    let m = p.metrics();
+    assert!(m.contains("parapet_clients_blocked_total 1"), "{m}");
+    assert!(m.contains("parapet_clients_unblocked_total 1"), "{m}");
+
+    let q = edge(
+        &o,
+        &format!(
+            "{routes}behaviour: {{threshold: 5, block_for: 1m, never_block: [127.0.0.0/8]}}\n"
+        ),
+    );
+    for _ in 0..20 {
+        q.get("/probe", &[("Host", "nothing.test")]);
+    }
+    assert_eq!(
+        q.get("/", &[("Host", "ok.test")]).status,
+        200,
+        "never_block clients are never blocked"
+    );
+}

@@ -30,6 +30,7 @@ pub struct RawConfig {
     pub security: SecurityConfig,
     pub limits: LimitsConfig,
     pub rate_limit: Option<RateLimitConfig>,
+    pub behaviour: Option<crate::behaviour::BehaviourConfig>,
     /// What failed the schema check, so that semantic validation of the rest
     /// does not report follow-on errors ("no listener", "no such upstream").
     pub broken: Broken,
@@ -49,6 +50,7 @@ const SECTIONS: &[&str] = &[
     "security",
     "limits",
     "rate_limit",
+    "behaviour",
     "listeners",
     "upstreams",
     "routes",
@@ -140,6 +142,7 @@ pub fn parse_partial(text: &str) -> (Option<RawConfig>, ConfigErrors) {
         security: one(&root, "security", &mut errs).unwrap_or_default(),
         limits: one(&root, "limits", &mut errs).unwrap_or_default(),
         rate_limit: one(&root, "rate_limit", &mut errs),
+        behaviour: one(&root, "behaviour", &mut errs),
         broken,
     };
     (Some(raw), errs)

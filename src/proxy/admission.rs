@@ -1,4 +1,5 @@
-//! Whether a request gets in, and on which route: the filters of
+//! Whether a request gets in, and on which route: a behaviour block first,
+//! then the filters of
 //! [`crate::filters`] in their documented order, routing, then the rate
 //! limits. Decides only; the caller writes the answer.
 
@@ -35,6 +36,16 @@ pub fn admit(
     client: IpAddr,
     now: Instant,
 ) -> Admission {
+    if let Some(Err(left)) = snap.reputation.as_ref().map(|r| r.check(client, now)) {
+        return Admission::Refuse {
+            rejection: Rejection {
+                status: 403,
+                reason: "blocked",
+            },
+            close: false,
+            retry_after: Some(left),
+        };
+    }
     if let Err(r) = framing::check(req, raw_head) {
         return refuse(
             Rejection {

@@ -17,6 +17,8 @@ pub struct CountConnections<A> {
     pub header_timeout: std::time::Duration,
     /// `limits.max_connections` and `limits.max_connections_per_ip`.
     pub caps: Arc<(Option<Gate>, Option<PerClient>)>,
+    /// Told about slow-client kills.
+    pub reputation: Option<Arc<crate::behaviour::Reputation>>,
 }
 
 struct Open;
@@ -55,11 +57,11 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for CountConnections<A> {
                 }
             }
         }
+        let peer_ip = stream
+            .get_socket_digest()
+            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
         if let Some(per_ip) = &self.caps.1 {
-            let ip = stream
-                .get_socket_digest()
-                .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
-            if let Some(ip) = ip {
+            if let Some(ip) = peer_ip {
                 match per_ip.try_acquire(ip) {
                     Some(s) => _slots.push(s),
                     None => {
@@ -72,7 +74,12 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for CountConnections<A> {
             }
         }
         let _open = Open::new();
-        let stream = super::header_deadline::HeaderDeadline::wrap(stream, self.header_timeout);
+        let on_slow = match (&self.reputation, peer_ip) {
+            (Some(rep), Some(ip)) => Some((rep.clone(), ip)),
+            _ => None,
+        };
+        let stream =
+            super::header_deadline::HeaderDeadline::wrap(stream, self.header_timeout, on_slow);
         self.app.process_new(stream, shutdown).await
     }
 

@@ -48,10 +48,16 @@ pub struct HeaderDeadline {
     /// The last bytes seen, to find a head's end split across reads.
     tail: [u8; 3],
     first: bool,
+    /// Who to tell about a slow-client kill, and the client's address.
+    on_slow: Option<(Arc<crate::behaviour::Reputation>, std::net::IpAddr)>,
 }
 
 impl HeaderDeadline {
-    pub fn wrap(inner: Stream, limit: Duration) -> Stream {
+    pub fn wrap(
+        inner: Stream,
+        limit: Duration,
+        on_slow: Option<(Arc<crate::behaviour::Reputation>, std::net::IpAddr)>,
+    ) -> Stream {
         Box::new(HeaderDeadline {
             inner,
             limit,
@@ -59,6 +65,7 @@ impl HeaderDeadline {
             deadline: None,
             tail: [0; 3],
             first: true,
+            on_slow,
         })
     }
 
@@ -130,6 +137,13 @@ impl AsyncRead for HeaderDeadline {
                     if let Some(d) = self.deadline.as_mut() {
                         if d.as_mut().poll(cx).is_ready() {
                             metrics::SLOW_CLIENTS.inc();
+                            if let Some((rep, ip)) = &self.on_slow {
+                                rep.record(
+                                    *ip,
+                                    crate::behaviour::Event::Slow,
+                                    std::time::Instant::now(),
+                                );
+                            }
                             return Poll::Ready(Err(io::Error::new(
                                 io::ErrorKind::TimedOut,
                                 "request head not complete within limits.header_timeout",

@@ -546,6 +546,20 @@ impl ProxyHttp for Edge {
         if let Some((runtime, route_cache)) = self.caching(ctx) {
             caching::after_response(session, ctx, runtime, route_cache).await;
         }
+        if let (Some(rep), Some(client)) = (&self.snap.reputation, &ctx.client) {
+            use crate::behaviour::Event;
+            let event = match (status, ctx.edge_reason) {
+                (_, Some("blocked")) => None,
+                (400, _) => Some(Event::Malformed),
+                (429, _) => Some(Event::RateLimited),
+                (403 | 405 | 413 | 414 | 431, Some(_)) => Some(Event::Refused),
+                (400..=499, _) => Some(Event::ClientError),
+                _ => None,
+            };
+            if let Some(event) = event {
+                rep.record(client.ip, event, std::time::Instant::now());
+            }
+        }
         let req = session.req_header();
         let upstream = route.map_or("-", |r| self.snap.pools.get(r.upstream).name.as_str());
         log::info!(

@@ -1,0 +1,282 @@
+//! Behavioural blocking: a decaying per-client score built from what the edge
+//! already sees (client errors, refused and malformed requests, rate-limit
+//! hits, slow-client kills). A client whose score reaches the threshold is
+//! blocked (403) for a while; clients in `never_block` never are.
+//!
+//! The score halves every `half_life`, so occasional mistakes fade and only a
+//! sustained pattern blocks. Scores are pure functions of the `Instant`s the
+//! callers pass in. The table is bounded like the rate limiter's: hashed
+//! keys, 64 shards with a fixed capacity, idle entries dropped first.
+
+use crate::cidr::{Cidr, CidrSet};
+use crate::config::units::parse_positive_duration;
+use crate::config::ConfigErrors;
+use crate::metrics;
+use serde::Deserialize;
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+const SHARDS: usize = 64;
+const CAPACITY: usize = 1 << 18;
+
+/// `behaviour:` in the config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BehaviourConfig {
+    pub threshold: f64,
+    pub half_life: String,
+    pub block_for: String,
+    /// Networks never blocked (monitoring, partners, your office).
+    pub never_block: Vec<String>,
+    pub weights: Weights,
+}
+
+/// Score added per event.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Weights {
+    /// A 4xx answer (404 included) other than the ones below.
+    pub client_error: f64,
+    /// A request refused by a filter (403/405/413/414/431).
+    pub refused: f64,
+    /// A malformed request (framing, 400).
+    pub malformed: f64,
+    /// A rate-limit or concurrency refusal (429).
+    pub rate_limited: f64,
+    /// A connection cut for a slow request head.
+    pub slow: f64,
+}
+
+impl Default for Weights {
+    fn default() -> Self {
+        Weights {
+            client_error: 1.0,
+            refused: 5.0,
+            malformed: 10.0,
+            rate_limited: 2.0,
+            slow: 10.0,
+        }
+    }
+}
+
+impl Default for BehaviourConfig {
+    fn default() -> Self {
+        BehaviourConfig {
+            threshold: 100.0,
+            half_life: "60s".into(),
+            block_for: "10m".into(),
+            never_block: Vec::new(),
+            weights: Weights::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Event {
+    ClientError,
+    Refused,
+    Malformed,
+    RateLimited,
+    Slow,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Score {
+    value: f64,
+    at: Instant,
+    blocked_until: Option<Instant>,
+}
+
+/// Exponential decay of `value` from `from` to `to`.
+pub fn decay(value: f64, from: Instant, to: Instant, half_life: Duration) -> f64 {
+    let dt = to.saturating_duration_since(from).as_secs_f64();
+    value * 0.5f64.powf(dt / half_life.as_secs_f64())
+}
+
+pub struct Reputation {
+    threshold: f64,
+    half_life: Duration,
+    block_for: Duration,
+    never: CidrSet,
+    weights: Weights,
+    hasher: RandomState,
+    shards: Vec<Mutex<HashMap<u64, Score>>>,
+}
+
+impl std::fmt::Debug for Reputation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Reputation(threshold {})", self.threshold)
+    }
+}
+
+impl Reputation {
+    pub fn build(cfg: &BehaviourConfig, errs: &mut ConfigErrors) -> Option<Reputation> {
+        let n = errs.len();
+        if !(cfg.threshold > 0.0 && cfg.threshold.is_finite()) {
+            errs.push("behaviour.threshold", "must be a positive number");
+        }
+        let mut dur = |key: &str, text: &str| {
+            parse_positive_duration(text).unwrap_or_else(|e| {
+                errs.push(format!("behaviour.{key}"), e);
+                Duration::from_secs(1)
+            })
+        };
+        let half_life = dur("half_life", &cfg.half_life);
+        let block_for = dur("block_for", &cfg.block_for);
+        let mut nets = Vec::new();
+        for (i, text) in cfg.never_block.iter().enumerate() {
+            match text.parse::<Cidr>() {
+                Ok(c) => nets.push(c),
+                Err(e) => errs.push(format!("behaviour.never_block[{i}]"), e),
+            }
+        }
+        (errs.len() == n).then(|| Reputation {
+            threshold: cfg.threshold,
+            half_life,
+            block_for,
+            never: CidrSet::new(nets),
+            weights: cfg.weights,
+            hasher: RandomState::new(),
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+        })
+    }
+
+    fn shard(&self, ip: IpAddr) -> (u64, &Mutex<HashMap<u64, Score>>) {
+        let h = self.hasher.hash_one(ip);
+        (h, &self.shards[(h as usize) % SHARDS])
+    }
+
+    /// `Err(remaining)` while the client is blocked.
+    pub fn check(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
+        let (h, shard) = self.shard(ip);
+        let Ok(mut shard) = shard.lock() else {
+            return Ok(());
+        };
+        let Some(score) = shard.get_mut(&h) else {
+            return Ok(());
+        };
+        match score.blocked_until {
+            Some(until) if now < until => Err(until - now),
+            Some(_) => {
+                score.blocked_until = None;
+                score.value = 0.0;
+                metrics::CLIENT_UNBLOCKS.inc();
+                log::info!("behaviour: client {ip} unblocked");
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Adds an event's weight; blocks the client when it crosses the threshold.
+    pub fn record(&self, ip: IpAddr, event: Event, now: Instant) {
+        let w = match event {
+            Event::ClientError => self.weights.client_error,
+            Event::Refused => self.weights.refused,
+            Event::Malformed => self.weights.malformed,
+            Event::RateLimited => self.weights.rate_limited,
+            Event::Slow => self.weights.slow,
+        };
+        if w <= 0.0 || self.never.contains(ip) {
+            return;
+        }
+        let (h, shard) = self.shard(ip);
+        let Ok(mut shard) = shard.lock() else { return };
+        if shard.len() >= CAPACITY / SHARDS && !shard.contains_key(&h) {
+            let half_life = self.half_life;
+            shard.retain(|_, s| {
+                s.blocked_until.is_some() || decay(s.value, s.at, now, half_life) >= 1.0
+            });
+            if shard.len() >= CAPACITY / SHARDS {
+                return; // full of active offenders: do not grow
+            }
+        }
+        let score = shard.entry(h).or_insert(Score {
+            value: 0.0,
+            at: now,
+            blocked_until: None,
+        });
+        if score.blocked_until.is_some() {
+            return;
+        }
+        score.value = decay(score.value, score.at, now, self.half_life) + w;
+        score.at = now;
+        if score.value >= self.threshold {
+            score.blocked_until = Some(now + self.block_for);
+            metrics::CLIENT_BLOCKS.inc();
+            log::warn!(
+                "behaviour: client {ip} blocked for {:?} (score {:.0} >= {})",
+                self.block_for,
+                score.value,
+                self.threshold
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rep(threshold: f64, never: &[&str]) -> Reputation {
+        let cfg = BehaviourConfig {
+            threshold,
+            half_life: "10s".into(),
+            block_for: "60s".into(),
+            never_block: never.iter().map(|s| s.to_string()).collect(),
+            weights: Weights::default(),
+        };
+        Reputation::build(&cfg, &mut ConfigErrors::default()).unwrap()
+    }
+
+    #[test]
+    fn scores_decay_block_and_unblock() {
+        let r = rep(10.0, &[]);
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let t0 = Instant::now();
+        for _ in 0..9 {
+            r.record(ip, Event::ClientError, t0);
+        }
+        assert!(r.check(ip, t0).is_ok(), "9 < 10");
+        // Twenty seconds later the score has quartered: still not blocked.
+        r.record(ip, Event::ClientError, t0 + Duration::from_secs(20));
+        assert!(r.check(ip, t0 + Duration::from_secs(20)).is_ok());
+        r.record(ip, Event::Malformed, t0 + Duration::from_secs(20));
+        let left = r.check(ip, t0 + Duration::from_secs(21)).unwrap_err();
+        assert_eq!(left, Duration::from_secs(59));
+        assert!(
+            r.check(ip, t0 + Duration::from_secs(81)).is_ok(),
+            "unblocked after block_for"
+        );
+    }
+
+    #[test]
+    fn never_block_and_bad_config() {
+        let r = rep(1.0, &["192.0.2.0/24"]);
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let now = Instant::now();
+        for _ in 0..100 {
+            r.record(ip, Event::Malformed, now);
+        }
+        assert!(r.check(ip, now).is_ok());
+        let mut errs = ConfigErrors::default();
+        let cfg = BehaviourConfig {
+            threshold: -1.0,
+            never_block: vec!["nope".into()],
+            half_life: "0s".into(),
+            ..Default::default()
+        };
+        assert!(Reputation::build(&cfg, &mut errs).is_none());
+        let text = errs.to_string();
+        assert!(
+            text.contains("behaviour.threshold")
+                && text.contains("behaviour.never_block[0]")
+                && text.contains("behaviour.half_life"),
+            "{text}"
+        );
+    }
+}
