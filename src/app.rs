@@ -41,11 +41,11 @@ pub fn build(opt: Opt, mut snap: Snapshot) -> Server {
             continue;
         }
         let mut proxy = http_proxy(&conf, Edge::new(snap.clone(), cache));
-        if h2c {
-            let mut options = HttpServerOptions::default();
-            options.h2c = true;
-            proxy.server_options = Some(options);
-        }
+        let mut options = HttpServerOptions::default();
+        options.h2c = h2c;
+        options.h2_idle_timeout = Some(snap.h2.1);
+        proxy.server_options = Some(options);
+        proxy.h2_options = Some(snap.h2.0.clone());
         let name = if h2c {
             "parapet proxy (h2c)"
         } else {

@@ -35,6 +35,11 @@ pub struct Snapshot {
     pub rate_limit: Option<RateLimiter>,
     pub per_client: Option<crate::concurrency::PerClient>,
     /// Connection caps: total, and per peer IP.
+    /// HTTP/2 settings and idle timeout for the proxy services.
+    pub h2: (
+        pingora::protocols::http::v2::server::H2Options,
+        std::time::Duration,
+    ),
     /// Behavioural blocking, if configured.
     pub reputation: Option<Arc<crate::behaviour::Reputation>>,
     pub connection_caps: Arc<(
@@ -118,6 +123,7 @@ impl Snapshot {
         let filters = FilterSet::build(&raw.security, "security", &mut errs);
         let limits = Limits::build(&raw.limits, &mut errs);
         let per_client = crate::filters::limits::per_client(&raw.limits, &mut errs);
+        let h2 = crate::filters::limits::h2_options(&raw.limits.h2, &mut errs);
         let reputation = raw
             .behaviour
             .as_ref()
@@ -145,6 +151,7 @@ impl Snapshot {
             per_client,
             connection_caps,
             reputation,
+            h2,
             admin,
             admin_token: raw.admin.as_ref().and_then(|a| a.token.clone()),
             cache,

@@ -268,3 +268,59 @@ fn misbehaving_clients_are_blocked_for_a_while_unless_never_blocked() {
         "never_block clients are never blocked"
     );
 }
+
+#[test]
+fn http2_limits_are_advertised_and_enforced_by_the_h2_layer() {
+    let o = Origin::start("o");
+    let ports = Ports::new();
+    let h2c_port = free_port();
+    let yaml = base_config(
+        &ports,
+        &format!(
+            "upstreams:\n  o:\n    backends: [{{address: \"{}\"}}]\nroutes:\n  - upstream: o\nlimits:\n  h2: {{max_concurrent_streams: 7, max_header_list_size: 4KiB}}\n",
+            o.address()
+        ),
+    )
+    .replace("listeners:\n", &format!("listeners:\n  - address: \"127.0.0.1:{h2c_port}\"\n    h2c: true\n"));
+    let _p = Parapet::start_with(&ports, &yaml);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", h2c_port))
+            .await
+            .unwrap();
+        let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let mut client = client.ready().await.unwrap();
+        let get = |extra: Option<String>| {
+            let mut b = http::Request::builder()
+                .uri("http://localhost/")
+                .method("GET");
+            if let Some(v) = extra {
+                b = b.header("x-big", v);
+            }
+            b.body(()).unwrap()
+        };
+        let (resp, _) = client.send_request(get(None), true).unwrap();
+        assert_eq!(resp.await.unwrap().status(), 200);
+        assert_eq!(
+            client.current_max_send_streams(),
+            7,
+            "the configured stream limit is advertised"
+        );
+        // A header list over the limit is refused by the h2 layer, not forwarded.
+        let (resp, _) = client
+            .send_request(get(Some("v".repeat(8000))), true)
+            .unwrap();
+        let refused = match resp.await {
+            Ok(r) => r.status() == 431 || r.status() == 400,
+            Err(_) => true,
+        };
+        assert!(refused, "an oversized header list must not be served");
+    });
+    assert_eq!(o.hits(), 1);
+}

@@ -223,6 +223,36 @@ pub struct LimitsConfig {
     pub max_connections: Option<usize>,
     /// Open connections per client IP (the TCP peer) at most.
     pub max_connections_per_ip: Option<usize>,
+    /// HTTP/2 limits per connection.
+    pub h2: H2LimitsConfig,
+}
+
+/// HTTP/2 limits (defaults bounded; the h2 library enforces them).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct H2LimitsConfig {
+    pub max_concurrent_streams: u32,
+    pub max_header_list_size: String,
+    /// Streams a client may open and reset before they are accepted
+    /// (rapid reset, CVE-2023-44487).
+    pub max_pending_accept_reset_streams: usize,
+    /// Streams the server may reset because of client errors
+    /// (MadeYouReset, CVE-2025-8671).
+    pub max_local_error_reset_streams: usize,
+    /// Close an HTTP/2 connection idle this long.
+    pub idle_timeout: String,
+}
+
+impl Default for H2LimitsConfig {
+    fn default() -> Self {
+        H2LimitsConfig {
+            max_concurrent_streams: 100,
+            max_header_list_size: "64KiB".into(),
+            max_pending_accept_reset_streams: 20,
+            max_local_error_reset_streams: 200,
+            idle_timeout: "5m".into(),
+        }
+    }
 }
 
 impl Default for LimitsConfig {
@@ -236,6 +266,7 @@ impl Default for LimitsConfig {
             header_timeout: "15s".into(),
             max_connections: None,
             max_connections_per_ip: None,
+            h2: H2LimitsConfig::default(),
         }
     }
 }

@@ -16,6 +16,34 @@ pub struct Limits {
     pub header_timeout: std::time::Duration,
 }
 
+/// HTTP/2 settings for the proxy services, from `limits.h2`.
+pub fn h2_options(
+    cfg: &crate::config::H2LimitsConfig,
+    errs: &mut ConfigErrors,
+) -> (
+    pingora::protocols::http::v2::server::H2Options,
+    std::time::Duration,
+) {
+    let mut o = pingora::protocols::http::v2::server::H2Options::default();
+    if cfg.max_concurrent_streams == 0 {
+        errs.push("limits.h2.max_concurrent_streams", "must be at least 1");
+    }
+    let header_list = parse_size(&cfg.max_header_list_size).unwrap_or_else(|e| {
+        errs.push("limits.h2.max_header_list_size", e);
+        64 << 10
+    });
+    o.max_concurrent_streams(cfg.max_concurrent_streams.max(1));
+    o.max_header_list_size(header_list.min(u32::MAX as u64) as u32);
+    o.max_pending_accept_reset_streams(cfg.max_pending_accept_reset_streams);
+    o.max_local_error_reset_streams(Some(cfg.max_local_error_reset_streams));
+    let idle =
+        crate::config::units::parse_positive_duration(&cfg.idle_timeout).unwrap_or_else(|e| {
+            errs.push("limits.h2.idle_timeout", e);
+            std::time::Duration::from_secs(300)
+        });
+    (o, idle)
+}
+
 /// Connection caps: total and per peer IP, if configured.
 pub fn connection_caps(
     cfg: &LimitsConfig,
@@ -143,6 +171,7 @@ mod tests {
             header_timeout: "15s".into(),
             max_connections: None,
             max_connections_per_ip: None,
+            h2: Default::default(),
         };
         let l = Limits::build(&cfg, &mut errs);
         assert!(errs.is_empty());
