@@ -33,6 +33,7 @@ pub mod demo;
 pub mod filters;
 pub mod forwarding;
 pub mod lifecycle;
+pub mod logging;
 pub mod metrics;
 pub mod proxy;
 pub mod ratelimit;

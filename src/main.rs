@@ -21,9 +21,7 @@ const USAGE: &str = "usage:
   parapet demo                     edge + three example origins on 127.0.0.1";
 
 fn init_logging() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .format_timestamp_millis()
-        .init();
+    parapet::logging::init();
 }
 
 fn main() {

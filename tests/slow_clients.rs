@@ -96,6 +96,13 @@ fn slow_heads_are_cut_and_normal_clients_are_served() {
         "a head trickled one line at a time is cut too (total deadline, not per read)"
     );
     assert_eq!(o.hits(), 20, "no slow request reached the origin");
+    // 300 kills in about a second must not become 300 log lines.
+    let logs = p.logs();
+    let error_lines = logs.lines().filter(|l| l.contains(" ERROR ")).count();
+    assert!(
+        error_lines <= 60,
+        "{error_lines} error lines: the log is not rate limited\n{logs}"
+    );
     wait_until(Duration::from_secs(5), "slow clients counted", || {
         p.metrics()
             .lines()
