@@ -13,16 +13,9 @@ use support::*;
 const DEADLINE: Duration = Duration::from_secs(10);
 
 fn edge(origin: &Origin, cache: &str) -> Parapet {
-    let ports = Ports::new();
-    Parapet::start_with(
-        &ports,
-        &base_config(
-            &ports,
-            &format!(
-                "upstreams:\n  o:\n    backends: [{{address: \"{}\"}}]\nroutes:\n  - upstream: o\n    cache: {{enabled: true}}\n{cache}",
-                origin.address()
-            ),
-        ),
+    Parapet::in_front_of(
+        &origin.address(),
+        &format!("routes:\n  - upstream: o\n    cache: {{enabled: true}}\n{cache}"),
     )
 }
 

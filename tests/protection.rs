@@ -5,18 +5,8 @@ mod support;
 
 use support::*;
 
-fn edge(o: &Origin, extra: &str) -> Parapet {
-    let ports = Ports::new();
-    Parapet::start_with(
-        &ports,
-        &base_config(
-            &ports,
-            &format!(
-                "upstreams:\n  o:\n    backends: [{{address: \"{}\"}}]\n{extra}",
-                o.address()
-            ),
-        ),
-    )
+fn edge(o: &Origin, rest: &str) -> Parapet {
+    Parapet::in_front_of(&o.address(), rest)
 }
 
 #[test]

@@ -12,13 +12,9 @@ use support::*;
 #[test]
 fn slow_heads_are_cut_and_normal_clients_are_served() {
     let o = Origin::start("o");
-    let ports = Ports::new();
-    let p = Parapet::start_with(
-        &ports,
-        &base_config(
-            &ports,
-            &format!("upstreams:\n  o:\n    backends: [{{address: \"{}\"}}]\nroutes:\n  - upstream: o\nlimits:\n  header_timeout: 1s\n", o.address()),
-        ),
+    let p = Parapet::in_front_of(
+        &o.address(),
+        "routes:\n  - upstream: o\nlimits:\n  header_timeout: 1s\n",
     );
     let opened = Instant::now();
     let mut slow: Vec<TcpStream> = (0..300)
@@ -115,13 +111,9 @@ fn slow_heads_are_cut_and_normal_clients_are_served() {
 #[test]
 fn connections_over_the_per_ip_cap_are_closed_at_once() {
     let o = Origin::start("o");
-    let ports = Ports::new();
-    let p = Parapet::start_with(
-        &ports,
-        &base_config(
-            &ports,
-            &format!("upstreams:\n  o:\n    backends: [{{address: \"{}\"}}]\nroutes:\n  - upstream: o\nlimits:\n  max_connections_per_ip: 5\n", o.address()),
-        ),
+    let p = Parapet::in_front_of(
+        &o.address(),
+        "routes:\n  - upstream: o\nlimits:\n  max_connections_per_ip: 5\n",
     );
     let held: Vec<Client> = (0..5).map(|_| Client::connect(p.addr())).collect();
     // The held connections are open (and accepted) once each has been served.

@@ -1060,6 +1060,23 @@ pub fn base_config(ports: &Ports, upstreams_and_routes: &str) -> String {
     s
 }
 
+/// A config with one upstream pool `o` over `origin` (`host:port`), followed
+/// by `rest` (routes and any other sections) verbatim.
+pub fn one_pool_config(ports: &Ports, origin: &str, rest: &str) -> String {
+    base_config(
+        ports,
+        &format!("upstreams:\n  o:\n    backends: [{{address: \"{origin}\"}}]\n{rest}"),
+    )
+}
+
+impl Parapet {
+    /// Parapet in front of one origin: pool `o`, then `rest` (routes, ...).
+    pub fn in_front_of(origin: &str, rest: &str) -> Parapet {
+        let ports = Ports::new();
+        Parapet::start_with(&ports, &one_pool_config(&ports, origin, rest))
+    }
+}
+
 /// The `parapet` binary built for this test crate.
 fn parapet_bin() -> &'static str {
     env!("CARGO_BIN_EXE_parapet")
