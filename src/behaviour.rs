@@ -84,6 +84,22 @@ pub enum Event {
     Slow,
 }
 
+impl Event {
+    /// The event a finished request counts as: by its status, and whether
+    /// the edge answered it itself (`edge_reason`). Requests refused because
+    /// the client is already blocked count as nothing.
+    pub fn from_outcome(status: u16, edge_reason: Option<&str>) -> Option<Event> {
+        match (status, edge_reason) {
+            (_, Some("blocked")) => None,
+            (400, _) => Some(Event::Malformed),
+            (429, _) => Some(Event::RateLimited),
+            (403 | 405 | 413 | 414 | 431, Some(_)) => Some(Event::Refused),
+            (400..=499, _) => Some(Event::ClientError),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Score {
     value: f64,
@@ -252,6 +268,39 @@ mod tests {
             r.check(ip, t0 + Duration::from_secs(81)).is_ok(),
             "unblocked after block_for"
         );
+    }
+
+    #[test]
+    fn outcomes_map_to_events() {
+        assert_eq!(
+            Event::from_outcome(404, Some("no_route")),
+            Some(Event::ClientError)
+        );
+        assert_eq!(
+            Event::from_outcome(404, None),
+            Some(Event::ClientError),
+            "origin 404s count too"
+        );
+        assert_eq!(
+            Event::from_outcome(403, Some("path_denied")),
+            Some(Event::Refused)
+        );
+        assert_eq!(
+            Event::from_outcome(403, None),
+            Some(Event::ClientError),
+            "an origin 403 is not an edge refusal"
+        );
+        assert_eq!(Event::from_outcome(403, Some("blocked")), None);
+        assert_eq!(
+            Event::from_outcome(400, Some("bad_content_length")),
+            Some(Event::Malformed)
+        );
+        assert_eq!(
+            Event::from_outcome(429, Some("rate_limited")),
+            Some(Event::RateLimited)
+        );
+        assert_eq!(Event::from_outcome(200, None), None);
+        assert_eq!(Event::from_outcome(502, Some("bad_gateway")), None);
     }
 
     #[test]

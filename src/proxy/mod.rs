@@ -13,6 +13,7 @@
 //! | `fail_to_proxy`           | edge error page without backend details         | edge_response |
 //! | `logging`                 | metrics and the access log line                 | metrics       |
 
+mod access_log;
 mod admission;
 mod caching;
 mod connections;
@@ -547,34 +548,19 @@ impl ProxyHttp for Edge {
             caching::after_response(session, ctx, runtime, route_cache).await;
         }
         if let (Some(rep), Some(client)) = (&self.snap.reputation, &ctx.client) {
-            use crate::behaviour::Event;
-            let event = match (status, ctx.edge_reason) {
-                (_, Some("blocked")) => None,
-                (400, _) => Some(Event::Malformed),
-                (429, _) => Some(Event::RateLimited),
-                (403 | 405 | 413 | 414 | 431, Some(_)) => Some(Event::Refused),
-                (400..=499, _) => Some(Event::ClientError),
-                _ => None,
-            };
-            if let Some(event) = event {
+            if let Some(event) = crate::behaviour::Event::from_outcome(status, ctx.edge_reason) {
                 rep.record(client.ip, event, std::time::Instant::now());
             }
         }
-        let req = session.req_header();
         let upstream = route.map_or("-", |r| self.snap.pools.get(r.upstream).name.as_str());
-        log::info!(
-            target: "parapet::access",
-            "{client} \"{method} {host}{path}\" {status} {ms:.3}ms route={route} upstream={upstream} tries={tries} cache={cache} request_id={id}{error}",
-            client = ctx.client.as_ref().map_or(String::from("-"), |c| c.ip.to_string()),
-            method = req.method,
-            host = request_host(req),
-            path = req.uri.path(),
-            ms = elapsed.as_secs_f64() * 1000.0,
-            route = route.map_or("-", |r| r.name.as_str()),
-            tries = ctx.upstream.tried.len(),
-            cache = ctx.cache.result.unwrap_or("-"),
-            id = ctx.request_id,
-            error = e.map(|e| format!(" error=\"{}\"", e.etype().as_str())).unwrap_or_default(),
+        access_log::write(
+            session,
+            ctx,
+            status,
+            elapsed,
+            route.map_or("-", |r| r.name.as_str()),
+            upstream,
+            e,
         );
     }
 }
