@@ -225,15 +225,21 @@ fn misbehaving_clients_are_blocked_for_a_while_unless_never_blocked() {
         assert_eq!(p.get("/probe", &[("Host", "nothing.test")]).status, 404);
     }
     // Scores are recorded just after each response goes out.
+    let mut blocked = None;
     wait_until(
         std::time::Duration::from_secs(5),
         "a run of 404s blocks the client",
-        || p.get("/", &[("Host", "ok.test")]).status == 403,
+        || {
+            let r = p.get("/", &[("Host", "ok.test")]);
+            let hit = r.status == 403;
+            blocked = Some(r);
+            hit
+        },
     );
-    assert!(p
-        .get("/", &[("Host", "ok.test")])
-        .header("retry-after")
-        .is_some());
+    assert!(
+        blocked.unwrap().header("retry-after").is_some(),
+        "the 403 says when to retry"
+    );
     wait_until(
         std::time::Duration::from_secs(5),
         "the block runs out",
