@@ -171,6 +171,11 @@ impl RouteCache {
 
 /// The process-wide cache objects pingora-cache needs as `&'static`.
 pub struct CacheRuntime {
+    /// Remembers keys whose responses were not storable, so that later
+    /// requests for them skip the lookup and the cache lock (hit-for-pass):
+    /// without it, concurrent requests for a hot `no-store` URL queue behind
+    /// one another on the lock.
+    pub predictor: &'static pingora::cache::predictor::Predictor<16>,
     /// What pingora-cache uses: memory in front of disk.
     pub storage: &'static Tiered,
     pub memory: &'static MemoryTier,
@@ -209,12 +214,16 @@ impl CacheRuntime {
                         None
                     }
                 });
+        let predictor = Box::leak(Box::new(pingora::cache::predictor::Predictor::<16>::new(
+            4096, None,
+        )));
         let storage = Box::leak(Box::new(Tiered {
             memory,
             disk,
             eviction,
         }));
         Box::leak(Box::new(CacheRuntime {
+            predictor,
             storage,
             memory,
             disk,
@@ -231,7 +240,7 @@ impl CacheRuntime {
         cache.enable(
             self.storage,
             Some(self.eviction),
-            None,
+            Some(self.predictor),
             Some(self.lock),
             Some(overrides),
         );

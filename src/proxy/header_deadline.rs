@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::{sleep, Sleep};
+use tokio::time::{sleep_until, Sleep};
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
 
@@ -44,6 +44,10 @@ pub struct HeaderDeadline {
     inner: Stream,
     limit: Duration,
     state: State,
+    /// When the current head started (its first byte).
+    head_started: Option<tokio::time::Instant>,
+    /// Created only when a head spans reads and a read has to wait: most
+    /// heads arrive in one read and never cost a timer.
     deadline: Option<Pin<Box<Sleep>>>,
     /// The last bytes seen, to find a head's end split across reads.
     tail: [u8; 3],
@@ -62,6 +66,7 @@ impl HeaderDeadline {
             inner,
             limit,
             state: State::Idle,
+            head_started: None,
             deadline: None,
             tail: [0; 3],
             first: true,
@@ -79,11 +84,12 @@ impl HeaderDeadline {
         }
         if self.state == State::Idle {
             self.state = State::Head;
-            self.deadline = Some(Box::pin(sleep(self.limit)));
+            self.head_started = Some(tokio::time::Instant::now());
         }
         if self.state == State::Head {
             if ends_head(self.tail, data) {
                 self.state = State::Active;
+                self.head_started = None;
                 self.deadline = None;
             }
             self.tail = last3(self.tail, data);
@@ -134,6 +140,10 @@ impl AsyncRead for HeaderDeadline {
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
                 if self.state == State::Head {
+                    if self.deadline.is_none() {
+                        let started = self.head_started.unwrap_or_else(tokio::time::Instant::now);
+                        self.deadline = Some(Box::pin(sleep_until(started + self.limit)));
+                    }
                     if let Some(d) = self.deadline.as_mut() {
                         if d.as_mut().poll(cx).is_ready() {
                             metrics::SLOW_CLIENTS.inc();
