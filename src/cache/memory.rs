@@ -229,14 +229,19 @@ impl MemoryTier {
         (id, weight)
     }
 
-    /// Marks an entry stale by slot, keeping it for revalidation and stale-if-error.
-    pub fn expire_slot(&self, slot: u128, now: SystemTime) -> Result<bool> {
-        let entry = self
+    /// The entry stored in `slot`, if any.
+    fn entry(&self, slot: u128) -> Result<Option<Arc<Entry>>> {
+        Ok(self
             .shard(slot)
             .read()
             .map_err(|_| poisoned())?
             .get(&slot)
-            .cloned();
+            .cloned())
+    }
+
+    /// Marks an entry stale by slot, keeping it for revalidation and stale-if-error.
+    pub fn expire_slot(&self, slot: u128, now: SystemTime) -> Result<bool> {
+        let entry = self.entry(slot)?;
         let Some(entry) = entry else {
             return Ok(false);
         };
@@ -270,12 +275,7 @@ impl Storage for MemoryTier {
         _trace: &SpanHandle,
     ) -> Result<Option<(CacheMeta, HitHandler)>> {
         let slot = slot(key);
-        let entry = self
-            .shard(slot)
-            .read()
-            .map_err(|_| poisoned())?
-            .get(&slot)
-            .cloned();
+        let entry = self.entry(slot)?;
         let Some(entry) = entry else {
             return Ok(None);
         };

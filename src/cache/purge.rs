@@ -89,16 +89,7 @@ fn disk_purge(runtime: &CacheRuntime, slot: u128, soft: bool) {
         disk.remove(slot);
         return;
     }
-    if let Some(mut obj) = disk.read(slot) {
-        if let Ok(mut meta) = pingora::cache::CacheMeta::deserialize(&obj.internal, &obj.header) {
-            meta.expire_at(SystemTime::now());
-            if let Ok((internal, header)) = meta.serialize() {
-                obj.internal = internal;
-                obj.header = header;
-                disk.write(slot, &obj);
-            }
-        }
-    }
+    super::tiered::rewrite_meta_on_disk(disk, slot, None, SystemTime::now());
 }
 
 #[cfg(test)]

@@ -81,25 +81,31 @@ impl Tiered {
         let Some(disk) = self.disk else { return };
         let new = meta.and_then(|m| m.serialize().ok());
         tokio::task::spawn_blocking(move || {
-            let Some(mut obj) = disk.read(slot) else {
-                return;
-            };
-            let (internal, header) = match new {
-                Some(pair) => pair,
-                None => {
-                    // Soft purge: the stored meta, expired now.
-                    let Ok(mut meta) = CacheMeta::deserialize(&obj.internal, &obj.header) else {
-                        return;
-                    };
-                    meta.expire_at(SystemTime::now());
-                    let Ok(pair) = meta.serialize() else { return };
-                    pair
-                }
-            };
-            obj.internal = internal;
-            obj.header = header;
-            disk.write(slot, &obj);
+            rewrite_meta_on_disk(disk, slot, new, SystemTime::now())
         });
+    }
+}
+
+/// Rewrites the disk copy of `slot` with a new serialized meta, or, given
+/// `None`, with its stored meta expired at `now` (soft purge). Blocking.
+pub fn rewrite_meta_on_disk(
+    disk: &DiskTier,
+    slot: u128,
+    new: Option<(Vec<u8>, Vec<u8>)>,
+    now: SystemTime,
+) {
+    let Some(mut obj) = disk.read(slot) else {
+        return;
+    };
+    let pair = new.or_else(|| {
+        let mut meta = CacheMeta::deserialize(&obj.internal, &obj.header).ok()?;
+        meta.expire_at(now);
+        meta.serialize().ok()
+    });
+    if let Some((internal, header)) = pair {
+        obj.internal = internal;
+        obj.header = header;
+        disk.write(slot, &obj);
     }
 }
 
