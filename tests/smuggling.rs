@@ -120,3 +120,100 @@ fn origin_framing_faults_become_502_never_raw_bytes() {
     );
     assert_eq!(r.text(), "ok");
 }
+
+/// Reads from `stream` until `needle` appears or the deadline passes.
+fn read_until(
+    stream: &mut std::net::TcpStream,
+    needle: &str,
+    within: std::time::Duration,
+) -> String {
+    use std::io::Read;
+    let deadline = std::time::Instant::now() + within;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&out).contains(needle) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        stream.set_read_timeout(Some(left)).unwrap();
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn connect_is_refused_and_never_tunnelled() {
+    let o = Origin::start("o");
+    let p = Parapet::in_front_of(&o.address(), "routes:\n  - upstream: o\n");
+    let answer = String::from_utf8_lossy(&raw(
+        p.addr(),
+        b"CONNECT internal.example:22 HTTP/1.1\r\nHost: internal.example:22\r\n\r\nSSH-2.0-probe\r\n",
+    ))
+    .into_owned();
+    assert!(answer.starts_with("HTTP/1.1 405 "), "{answer}");
+    assert_eq!(answer.matches("HTTP/1.1 ").count(), 1, "{answer}");
+    assert_eq!(o.hits(), 0, "CONNECT never reaches an origin");
+}
+
+#[test]
+fn expect_100_continue_is_relayed_and_refused_bodies_are_never_invited() {
+    use std::io::Write;
+    let o = Origin::start("o");
+    let p = Parapet::in_front_of(
+        &o.address(),
+        "routes:\n  - upstream: o\nlimits:\n  max_body_size: 1KiB\n",
+    );
+    // Acceptable body: the client waits for 100 Continue before sending it.
+    let mut s = std::net::TcpStream::connect(p.addr()).unwrap();
+    s.write_all(
+        b"POST /upload HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+    )
+    .unwrap();
+    let interim = read_until(&mut s, "\r\n\r\n", std::time::Duration::from_secs(5));
+    assert!(
+        interim.starts_with("HTTP/1.1 100 "),
+        "the client is invited to send its body: {interim:?}"
+    );
+    s.write_all(b"hello").unwrap();
+    let rest = read_until(&mut s, "body_len=", std::time::Duration::from_secs(5));
+    let full = interim + &rest;
+    let body_at = full.find("origin=").expect("origin echo");
+    assert!(full.contains("HTTP/1.1 200 "), "{full}");
+    let echo = parse_echo(&full[body_at..]);
+    assert_eq!(echo.body_len, 5, "the origin got exactly the body");
+
+    // A declared body over the limit: 413 at once, no 100, origin untouched.
+    let before = o.hits();
+    let mut s = std::net::TcpStream::connect(p.addr()).unwrap();
+    s.write_all(b"POST /upload HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 1000000\r\n\r\n")
+        .unwrap();
+    let answer = read_until(&mut s, "\r\n\r\n", std::time::Duration::from_secs(5));
+    assert!(answer.starts_with("HTTP/1.1 413 "), "{answer:?}");
+    assert_eq!(o.hits(), before, "the origin never saw the refused upload");
+}
+
+#[test]
+fn bytes_after_an_upgrade_request_are_not_forwarded_before_a_101() {
+    let o = Origin::start("o");
+    let p = Parapet::in_front_of(
+        &o.address(),
+        "routes:\n  - upstream: o\nsecurity:\n  deny_paths: [/internal]\n",
+    );
+    // The origin refuses the upgrade (answers 200), so the bytes that follow
+    // are not tunnel data: they must be parsed, and filtered, as HTTP.
+    let answer = String::from_utf8_lossy(&raw(
+        p.addr(),
+        b"GET /chat HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nGET /internal/secret HTTP/1.1\r\nHost: a\r\n\r\n",
+    ))
+    .into_owned();
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    assert!(
+        !answer.contains("path=/internal"),
+        "smuggled request reached the origin: {answer}"
+    );
+    assert_eq!(o.hits(), 1, "only the upgrade request reached the origin");
+}
