@@ -30,6 +30,7 @@ pub mod cidr;
 pub mod concurrency;
 pub mod config;
 pub mod demo;
+pub mod error_pages;
 pub mod filters;
 pub mod forwarding;
 pub mod lifecycle;

@@ -53,6 +53,8 @@ pub struct Snapshot {
     pub cache: CacheSettings,
     /// Whether any route caches.
     pub caching: bool,
+    /// The edge's own error pages.
+    pub error_pages: crate::error_pages::ErrorPages,
 }
 
 impl Snapshot {
@@ -139,6 +141,8 @@ impl Snapshot {
             .and_then(|r| RateLimiter::build(r, "rate_limit", &mut errs));
         let cache = CacheSettings::build(raw.cache.as_ref(), &mut errs);
         let caching = router.iter().any(|r| r.cache.is_some());
+        let error_pages =
+            crate::error_pages::ErrorPages::build(raw.error_pages.as_ref(), &mut errs);
         errs.into_result(Snapshot {
             server,
             listeners,
@@ -156,6 +160,7 @@ impl Snapshot {
             admin_token: raw.admin.as_ref().and_then(|a| a.token.clone()),
             cache,
             caching,
+            error_pages,
         })
     }
 }

@@ -269,3 +269,36 @@ fn hop_by_hop_fields_and_connection_named_fields_are_not_forwarded() {
     }
     assert_eq!(e.header("x-kept"), Some("yes"));
 }
+
+#[test]
+fn edge_error_pages_are_configurable_and_name_no_backend() {
+    let api = Origin::start("api");
+    let page_dir = temp_dir("pages");
+    let page = page_dir.join("502.html");
+    std::fs::write(&page, "<h1>{status} {reason}</h1><p>ref {request_id}</p>\n").unwrap();
+    // A pool whose only backend refuses connections: every request is a 502.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_addr = dead.local_addr().unwrap();
+    drop(dead);
+    let (p, _) = edge(
+        &[&api],
+        &format!(
+            "  dead:\n    retries: 0\n    backends: [{{address: \"{dead_addr}\"}}]\n\
+             routes:\n  - {{match: {{host: dead.test}}, upstream: dead}}\n  - {{match: {{host: api.test}}, upstream: api}}\n\
+             error_pages:\n  content_type: text/html; charset=utf-8\n  default: {{body: \"edge says {{status}}\"}}\n  pages:\n    \"502\": {{file: \"{}\"}}\n",
+            page.display()
+        ),
+    );
+    let r = p.get("/", &[("Host", "dead.test")]);
+    assert_eq!(r.status, 502);
+    assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+    let id = r.header("x-request-id").expect("request id").to_string();
+    assert_eq!(
+        r.text(),
+        format!("<h1>502 Bad Gateway</h1><p>ref {id}</p>\n"),
+        "the configured page, with the request id filled in"
+    );
+    assert!(!r.text().contains(&dead_addr.port().to_string()));
+    let r = p.get("/", &[("Host", "nowhere.test")]);
+    assert_eq!((r.status, r.text().as_str()), (404, "edge says 404"));
+}

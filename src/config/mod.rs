@@ -31,6 +31,7 @@ pub struct RawConfig {
     pub limits: LimitsConfig,
     pub rate_limit: Option<RateLimitConfig>,
     pub behaviour: Option<crate::behaviour::BehaviourConfig>,
+    pub error_pages: Option<crate::error_pages::ErrorPagesConfig>,
     /// What failed the schema check, so that semantic validation of the rest
     /// does not report follow-on errors ("no listener", "no such upstream").
     pub broken: Broken,
@@ -57,6 +58,7 @@ const SECTIONS: &[&str] = &[
     "forwarding",
     "cache",
     "admin",
+    "error_pages",
 ];
 
 /// Reads and schema-checks a config file; see [`parse_partial`].
@@ -143,6 +145,7 @@ pub fn parse_partial(text: &str) -> (Option<RawConfig>, ConfigErrors) {
         limits: one(&root, "limits", &mut errs).unwrap_or_default(),
         rate_limit: one(&root, "rate_limit", &mut errs),
         behaviour: one(&root, "behaviour", &mut errs),
+        error_pages: one(&root, "error_pages", &mut errs),
         broken,
     };
     (Some(raw), errs)

@@ -8,6 +8,8 @@ use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::Result;
 
+use crate::error_pages::ErrorPages;
+
 /// The reason word used in `parapet_edge_responses_total` for a status.
 pub fn reason_for(status: u16) -> &'static str {
     match status {
@@ -29,17 +31,14 @@ pub fn reason_for(status: u16) -> &'static str {
 
 fn build(
     status: u16,
+    pages: &ErrorPages,
     request_id_header: &http::HeaderName,
     request_id: &str,
 ) -> Result<(ResponseHeader, Bytes)> {
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let body = Bytes::from(format!(
-        "{} {}\nrequest id: {request_id}\n",
-        code.as_u16(),
-        code.canonical_reason().unwrap_or("")
-    ));
+    let (content_type, body) = pages.render(code.as_u16(), request_id);
     let mut resp = ResponseHeader::build(code, Some(4))?;
-    resp.insert_header("content-type", "text/plain; charset=utf-8")?;
+    resp.insert_header(http::header::CONTENT_TYPE, content_type)?;
     resp.insert_header("content-length", body.len())?;
     resp.insert_header("cache-control", "no-store")?;
     resp.insert_header(request_id_header.clone(), request_id)?;
@@ -51,11 +50,12 @@ fn build(
 pub async fn respond(
     session: &mut Session,
     status: u16,
+    pages: &ErrorPages,
     request_id_header: &http::HeaderName,
     request_id: &str,
     retry_after: Option<std::time::Duration>,
 ) -> Result<()> {
-    let (mut resp, body) = build(status, request_id_header, request_id)?;
+    let (mut resp, body) = build(status, pages, request_id_header, request_id)?;
     if let Some(wait) = retry_after {
         // Whole seconds, rounded up: never invite a retry that is still too early.
         let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
@@ -76,10 +76,11 @@ pub async fn respond(
 pub async fn respond_error(
     session: &mut Session,
     status: u16,
+    pages: &ErrorPages,
     request_id_header: &http::HeaderName,
     request_id: &str,
 ) -> Result<()> {
-    let (resp, body) = build(status, request_id_header, request_id)?;
+    let (resp, body) = build(status, pages, request_id_header, request_id)?;
     let body = if session.req_header().method == http::Method::HEAD {
         Bytes::new()
     } else {

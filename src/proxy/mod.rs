@@ -93,6 +93,7 @@ impl Edge {
         edge_response::respond(
             session,
             status,
+            &self.snap.error_pages,
             &self.snap.forwarding.request_id_header,
             &ctx.request_id,
             None,
@@ -190,6 +191,7 @@ impl ProxyHttp for Edge {
                 edge_response::respond(
                     session,
                     rejection.status,
+                    &self.snap.error_pages,
                     &self.snap.forwarding.request_id_header,
                     &ctx.request_id,
                     retry_after,
@@ -515,6 +517,7 @@ impl ProxyHttp for Edge {
             if let Err(err) = edge_response::respond_error(
                 session,
                 code,
+                &self.snap.error_pages,
                 &self.snap.forwarding.request_id_header,
                 &ctx.request_id,
             )
