@@ -3,8 +3,8 @@
 //! starts everything.
 //!
 //! Services:
-//! * the proxy, once for plain listeners and once for `h2c` listeners (h2c is a
-//!   property of a Pingora proxy service, not of a listener);
+//! * the proxy, once for plain and TLS listeners and once for `h2c` listeners
+//!   (h2c is a property of a Pingora proxy service, not of a listener);
 //! * the admin listener;
 //! * one health-check loop per pool that has a health check;
 //! * the phase watcher that flips `/readyz` when draining.
@@ -59,7 +59,20 @@ pub fn build(opt: Opt, mut snap: Snapshot) -> Server {
         };
         let mut service = Service::new(name.to_string(), app);
         for l in addrs {
-            service.add_tcp(&l.addr.to_string());
+            match &l.tls {
+                None => service.add_tcp(&l.addr.to_string()),
+                Some(tls) => match tls.settings() {
+                    Ok(settings) => {
+                        service.add_tls_with_settings(&l.addr.to_string(), None, settings)
+                    }
+                    // Checked when the config was loaded; this would be an
+                    // OpenSSL failure between then and now.
+                    Err(e) => {
+                        log::error!("listener {}: TLS setup failed: {e}", l.addr);
+                        std::process::exit(1);
+                    }
+                },
+            }
         }
         server.add_service(service);
     }

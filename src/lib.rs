@@ -41,4 +41,5 @@ pub mod ratelimit;
 pub mod routing;
 pub mod runtime;
 pub mod supervisor;
+pub mod tls;
 pub mod upstream;

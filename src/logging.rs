@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 const LINES_PER_SECOND: u32 = 20;
 const ACCESS_TARGET: &str = "parapet::access";
+/// Where Pingora logs failed TLS handshakes of clients.
+const HANDSHAKE_TARGET: &str = "pingora_core::services::listening";
 
 struct Window {
     start: Instant,
@@ -51,6 +53,15 @@ impl Log for RateLimited {
     }
 
     fn log(&self, record: &Record) {
+        if record.target() == HANDSHAKE_TARGET {
+            // Pingora reports failed client handshakes only in this log line.
+            let message = record.args().to_string();
+            if message.starts_with("Downstream handshake") {
+                crate::metrics::TLS_HANDSHAKE_FAILURES
+                    .with_label_values(&[crate::tls::listener::failure_reason(&message)])
+                    .inc();
+            }
+        }
         if !self.inner.matches(record) {
             return;
         }

@@ -109,6 +109,27 @@ pub static DOWNSTREAM_CONNECTIONS_TOTAL: LazyLock<IntCounter> = LazyLock::new(||
     .unwrap()
 });
 
+/// TLS handshakes completed on the public listeners.
+pub static TLS_HANDSHAKES: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "parapet_tls_handshakes_total",
+        "TLS handshakes completed by clients."
+    )
+    .unwrap()
+});
+
+/// Failed client TLS handshakes by reason (`protocol_version`,
+/// `no_shared_cipher`, `client_certificate`, `plain_http`, `timeout`,
+/// `closed`, `other`).
+pub static TLS_HANDSHAKE_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "parapet_tls_handshake_failures_total",
+        "Client TLS handshakes that failed, by reason.",
+        &["reason"]
+    )
+    .unwrap()
+});
+
 /// Responses the edge generated itself, by reason (`no_route`, `bad_gateway`,
 /// `gateway_timeout`, `no_backend`, `bad_request`, `internal`).
 pub static EDGE_RESPONSES: LazyLock<IntCounterVec> = LazyLock::new(|| {
@@ -292,6 +313,8 @@ pub fn init() {
     LazyLock::force(&BACKEND_HEALTH_CHANGES);
     LazyLock::force(&DOWNSTREAM_CONNECTIONS);
     LazyLock::force(&DOWNSTREAM_CONNECTIONS_TOTAL);
+    LazyLock::force(&TLS_HANDSHAKES);
+    LazyLock::force(&TLS_HANDSHAKE_FAILURES);
     LazyLock::force(&EDGE_RESPONSES);
     LazyLock::force(&DRAINING);
     LazyLock::force(&CACHE_LOOKUPS);

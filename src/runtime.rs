@@ -17,10 +17,16 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// One public listener.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Listener {
     pub addr: SocketAddr,
     pub h2c: bool,
+    pub tls: Option<Arc<crate::tls::listener::ListenerTls>>,
+    /// `Some(port)`: answer every request with a 308 to `https://` (port 443
+    /// is left out of the URL).
+    pub redirect_https: Option<u16>,
+    /// `Strict-Transport-Security` on this (TLS) listener's responses.
+    pub hsts: Option<http::HeaderValue>,
 }
 
 pub struct Snapshot {
@@ -96,7 +102,7 @@ impl Snapshot {
                             seen.insert(addr, format!("listeners[{i}]"));
                         }
                     }
-                    listeners.push(Listener { addr, h2c: l.h2c });
+                    listeners.push(build_listener(l, addr, &mut errs));
                 }
                 Err(e) => errs.push(format!("listeners[{i}].address"), e),
             }
@@ -162,6 +168,65 @@ impl Snapshot {
             caching,
             error_pages,
         })
+    }
+}
+
+fn build_listener(
+    l: &config::ListenerConfig,
+    addr: SocketAddr,
+    errs: &mut ConfigErrors,
+) -> Listener {
+    let at = |key: &str| format!("listeners[{}].{key}", l.position);
+    let tls = l.tls.as_ref().and_then(|t| {
+        let built = crate::tls::listener::ListenerTls::build(t, &at("tls"), errs)?;
+        // Build the acceptor once now, so that anything OpenSSL refuses is a
+        // config error rather than a failure at start-up.
+        match built.settings() {
+            Ok(_) => Some(Arc::new(built)),
+            Err(e) => {
+                errs.push(at("tls"), format!("TLS setup failed: {e}"));
+                None
+            }
+        }
+    });
+    if l.tls.is_some() && l.h2c {
+        errs.push(
+            at("h2c"),
+            "a TLS listener offers HTTP/2 by ALPN; h2c is for cleartext listeners",
+        );
+    }
+    if l.tls.is_some() && l.redirect_https {
+        errs.push(at("redirect_https"), "this listener already serves HTTPS");
+    }
+    if l.https_port.is_some() && !l.redirect_https {
+        errs.push(at("https_port"), "only used with redirect_https: true");
+    }
+    let hsts = l
+        .tls
+        .as_ref()
+        .and_then(|t| t.hsts.as_deref())
+        .and_then(|v| http::HeaderValue::from_str(v).ok());
+    Listener {
+        addr,
+        h2c: l.h2c,
+        tls,
+        redirect_https: l.redirect_https.then(|| l.https_port.unwrap_or(443)),
+        hsts,
+    }
+}
+
+impl Snapshot {
+    /// The index of the listener a connection came in on, by its local
+    /// address (a wildcard listener matches any local IP on its port).
+    pub fn listener_for(&self, local: SocketAddr) -> Option<usize> {
+        self.listeners
+            .iter()
+            .position(|l| l.addr == local)
+            .or_else(|| {
+                self.listeners
+                    .iter()
+                    .position(|l| l.addr.ip().is_unspecified() && l.addr.port() == local.port())
+            })
     }
 }
 

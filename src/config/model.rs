@@ -63,6 +63,87 @@ pub struct ListenerConfig {
     /// Also accept cleartext HTTP/2 with prior knowledge.
     #[serde(default)]
     pub h2c: bool,
+    /// Terminate TLS here (certificates by SNI, optional client certificates).
+    pub tls: Option<ListenerTlsConfig>,
+    /// Answer every request with a 308 to the same URL on `https://`.
+    #[serde(default)]
+    pub redirect_https: bool,
+    /// Port named in those redirects; default 443 (left out of the URL).
+    pub https_port: Option<u16>,
+}
+
+/// `listeners[].tls`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTlsConfig {
+    /// Chosen by SNI among their names (SAN DNS entries, exact or `*.`);
+    /// the first is the default for clients without SNI or with an unknown name.
+    pub certificates: Vec<CertificateConfig>,
+    /// `"1.2"` (default) or `"1.3"`.
+    #[serde(default = "default_min_tls")]
+    pub min_version: String,
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+    /// CA bundle (PEM) client certificates must chain to.
+    pub client_ca: Option<String>,
+    /// `Strict-Transport-Security` value added to responses on this listener.
+    pub hsts: Option<String>,
+}
+
+fn default_min_tls() -> String {
+    "1.2".into()
+}
+
+/// A certificate chain (leaf first) and its private key, PEM files.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateConfig {
+    pub cert: String,
+    pub key: String,
+}
+
+/// Client certificates on a TLS listener.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    #[default]
+    Off,
+    /// Asked for; a client without one is served, a bad one is refused.
+    Optional,
+    /// The handshake fails without a valid client certificate.
+    Required,
+}
+
+/// `upstreams.NAME.tls`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsConfig {
+    /// Name sent as SNI and verified against the certificate; default the
+    /// host part of the backend address (required when that is an IP).
+    pub sni: Option<String>,
+    /// Verify the origin's certificate (default true).
+    #[serde(default = "yes")]
+    pub verify: bool,
+    /// CA bundle to verify against instead of the system roots.
+    pub ca: Option<String>,
+    /// Client certificate presented to the origin.
+    pub client_cert: Option<CertificateConfig>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// HTTP version spoken to a pool's backends.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamProtocol {
+    #[default]
+    Http1,
+    /// HTTP/2 over TLS (by ALPN, falling back to HTTP/1.1); needs `tls`.
+    Http2,
+    /// Cleartext HTTP/2 with prior knowledge.
+    H2c,
 }
 
 /// A named pool of origin servers.
@@ -82,6 +163,10 @@ pub struct UpstreamConfig {
     pub retries: usize,
     /// Requests in flight to this pool at most; more get 503 at once.
     pub max_in_flight: Option<usize>,
+    /// TLS to the backends.
+    pub tls: Option<UpstreamTlsConfig>,
+    #[serde(default)]
+    pub protocol: UpstreamProtocol,
 }
 
 fn default_retries() -> usize {
@@ -318,6 +403,10 @@ pub struct MatchConfig {
     pub path_prefix: Option<String>,
     /// Exact path (query excluded).
     pub path: Option<String>,
+    /// Header name → regex; every one must match a value of its header.
+    /// (With mTLS, `forwarding.client_cert_header` can be matched here.)
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -420,6 +509,9 @@ pub struct ForwardingConfig {
     pub via: Option<String>,
     /// `Server` header on responses; none by default.
     pub server_header: Option<String>,
+    /// Header carrying a verified client certificate's subject to origins.
+    /// Always removed from what clients send.
+    pub client_cert_header: Option<String>,
 }
 
 impl Default for ForwardingConfig {
@@ -431,6 +523,7 @@ impl Default for ForwardingConfig {
             forwarded: false,
             via: None,
             server_header: None,
+            client_cert_header: None,
         }
     }
 }

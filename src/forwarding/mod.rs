@@ -33,6 +33,8 @@ pub struct Forwarding {
     forwarded: bool,
     via: Option<HeaderValue>,
     server_header: Option<HeaderValue>,
+    /// Carries a verified client certificate's subject to origins.
+    pub client_cert_header: Option<HeaderName>,
     ids: RequestIdGenerator,
 }
 
@@ -90,6 +92,10 @@ impl Forwarding {
             errs,
         );
         let server_header = value("forwarding.server_header", &cfg.server_header, errs);
+        let client_cert_header = cfg
+            .client_cert_header
+            .as_ref()
+            .and_then(|n| header_name("forwarding.client_cert_header".into(), n, errs));
         Forwarding {
             trusted: CidrSet::new(nets),
             request_id_header,
@@ -97,6 +103,7 @@ impl Forwarding {
             forwarded: cfg.forwarded,
             via,
             server_header,
+            client_cert_header,
             ids: RequestIdGenerator::new(),
         }
     }
@@ -128,6 +135,25 @@ impl Forwarding {
             ip,
             scheme: if tls { "https" } else { "http" },
         }
+    }
+
+    /// Replaces whatever the client sent in `client_cert_header` with the
+    /// subject of the certificate the TLS handshake verified, if any.
+    pub fn client_certificate(
+        &self,
+        req: &mut RequestHeader,
+        verified_subject: Option<&str>,
+    ) -> pingora::Result<()> {
+        let Some(name) = &self.client_cert_header else {
+            return Ok(());
+        };
+        if req.headers.contains_key(name) {
+            req.remove_header(name);
+        }
+        if let Some(subject) = verified_subject {
+            req.insert_header(name.clone(), subject)?;
+        }
+        Ok(())
     }
 
     /// The id for this request: a trusted peer's well-formed id, or a new one.

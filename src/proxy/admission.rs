@@ -61,10 +61,11 @@ pub fn admit(
     if let Err(r) = snap.filters.check(req, client) {
         return refuse(r, false);
     }
-    let Some((index, route)) = snap
-        .router
-        .find(crate::routing::request_host(req), req.uri.path())
-    else {
+    let Some((index, route)) = snap.router.find(
+        crate::routing::request_host(req),
+        req.uri.path(),
+        &req.headers,
+    ) else {
         return refuse(
             Rejection {
                 status: 404,

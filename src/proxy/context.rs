@@ -10,6 +10,8 @@ pub struct RequestCtx {
     /// Set in `request_filter`; every later hook can rely on it.
     pub client: Option<ClientInfo>,
     pub request_id: String,
+    /// Index of the listener the request came in on.
+    pub listener: Option<usize>,
     /// Index of the matched route; `None` if none matched (edge 404).
     pub route: Option<usize>,
     pub upstream: UpstreamAttempts,
@@ -58,6 +60,7 @@ impl RequestCtx {
             started: Instant::now(),
             client: None,
             request_id: String::new(),
+            listener: None,
             route: None,
             upstream: UpstreamAttempts::default(),
             edge_reason: None,

@@ -71,6 +71,54 @@ pub async fn respond(
     Ok(())
 }
 
+/// Sends a plain-HTTP request to the same URL on `https://` with a 308, which
+/// keeps the method and body. A host that is not a plain host name or
+/// address gets 400 rather than being echoed into a `Location`.
+pub async fn redirect_https(
+    session: &mut Session,
+    port: u16,
+    request_id_header: &http::HeaderName,
+    request_id: &str,
+) -> Result<()> {
+    let req = session.req_header();
+    if req.headers.contains_key(http::header::CONTENT_LENGTH)
+        || req.headers.contains_key(http::header::TRANSFER_ENCODING)
+    {
+        // The body is not read: the connection cannot carry another request.
+        session.set_keepalive(None);
+    }
+    let req = session.req_header();
+    let host = crate::routing::request_host(req);
+    let plain = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-_:[]".contains(&b));
+    let target = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let mut resp = if plain {
+        let port = if port == 443 {
+            String::new()
+        } else {
+            format!(":{port}")
+        };
+        let host = if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]")
+        } else {
+            host.to_string()
+        };
+        let mut r = ResponseHeader::build(StatusCode::PERMANENT_REDIRECT, Some(4))?;
+        r.insert_header(
+            http::header::LOCATION,
+            format!("https://{host}{port}{target}"),
+        )?;
+        r
+    } else {
+        ResponseHeader::build(StatusCode::BAD_REQUEST, Some(4))?
+    };
+    resp.insert_header(http::header::CONTENT_LENGTH, 0)?;
+    resp.insert_header(request_id_header.clone(), request_id)?;
+    session.write_response_header(Box::new(resp), true).await
+}
+
 /// Answers after a failure; does nothing if a response is already under way.
 /// The connection is closed afterwards (its state is unknown).
 pub async fn respond_error(

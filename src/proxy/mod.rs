@@ -133,7 +133,15 @@ impl ProxyHttp for Edge {
             .map(|a| a.ip())
             .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        ctx.listener = session
+            .server_addr()
+            .and_then(|a| a.as_inet())
+            .and_then(|local| self.snap.listener_for(*local));
+        let subject = crate::tls::listener::info(session)
+            .and_then(|i| i.client.as_ref())
+            .map(|c| c.subject.clone());
         let fwd = &self.snap.forwarding;
+        fwd.client_certificate(session.req_header_mut(), subject.as_deref())?;
         let client = fwd.client_info(peer, session.req_header(), tls);
         ctx.request_id = fwd.request_id(&client, session.req_header());
         ctx.client = Some(client);
@@ -162,6 +170,20 @@ impl ProxyHttp for Edge {
             Admission::Route(index, slots) => {
                 ctx.route = Some(index);
                 ctx.slots = slots;
+                if let Some(port) = ctx
+                    .listener
+                    .and_then(|i| self.snap.listeners[i].redirect_https)
+                {
+                    ctx.edge_reason = Some("https_redirect");
+                    edge_response::redirect_https(
+                        session,
+                        port,
+                        &self.snap.forwarding.request_id_header,
+                        &ctx.request_id,
+                    )
+                    .await?;
+                    return Ok(true);
+                }
                 Ok(false)
             }
             Admission::Refuse {
@@ -327,7 +349,7 @@ impl ProxyHttp for Edge {
             Some(addr) => {
                 ctx.upstream.tried.push(addr);
                 pool.requests_metric.inc();
-                Ok(pool.peer(addr))
+                Ok(pool.peer(addr, session.is_upgrade_req()))
             }
             None => {
                 metrics::UPSTREAM_ERRORS
@@ -482,6 +504,12 @@ impl ProxyHttp for Edge {
         self.snap
             .forwarding
             .downstream_response(upstream_response, &ctx.request_id)?;
+        if let Some(hsts) = ctx
+            .listener
+            .and_then(|i| self.snap.listeners[i].hsts.as_ref())
+        {
+            upstream_response.insert_header(http::header::STRICT_TRANSPORT_SECURITY, hsts)?;
+        }
         if lifecycle::is_draining() {
             session.set_keepalive(None);
         }

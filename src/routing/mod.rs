@@ -7,6 +7,8 @@
 //! * `path_prefix`: `/api` matches `/api`, `/api/` and `/api/x`, not `/apix`
 //!   (segment-aware); a prefix ending in `/` is a plain string prefix.
 //! * `path`: the exact path, query excluded.
+//! * `headers`: name → regex, each matching one of that header's values
+//!   (for example the verified client certificate subject).
 
 mod headers;
 
@@ -48,6 +50,7 @@ pub struct Route {
     host: HostMatch,
     path_prefix: Option<String>,
     path: Option<String>,
+    headers: Vec<(http::HeaderName, regex::Regex)>,
     /// Index of the upstream pool in [`crate::upstream::Pools`].
     pub upstream: usize,
     strip_prefix: bool,
@@ -62,13 +65,19 @@ pub struct Route {
 }
 
 impl Route {
-    fn matches(&self, host: &str, path: &str) -> bool {
+    fn matches(&self, host: &str, path: &str, headers: &http::HeaderMap) -> bool {
         self.host.matches(host)
             && self.path.as_deref().is_none_or(|p| p == path)
             && self
                 .path_prefix
                 .as_deref()
                 .is_none_or(|prefix| prefix_matches(prefix, path))
+            && self.headers.iter().all(|(name, re)| {
+                headers
+                    .get_all(name)
+                    .iter()
+                    .any(|v| v.to_str().is_ok_and(|v| re.is_match(v)))
+            })
     }
 
     /// The request target to send upstream, when the route rewrites it.
@@ -143,6 +152,18 @@ impl Router {
                     }
                 }
             }
+            let mut header_match = Vec::new();
+            for (name, pattern) in &rc.matcher.headers {
+                let key = at(&format!("match.headers.{name}"));
+                match (
+                    http::HeaderName::from_bytes(name.as_bytes()),
+                    regex::Regex::new(pattern),
+                ) {
+                    (Ok(n), Ok(re)) => header_match.push((n, re)),
+                    (Err(_), _) => errs.push(key, "not a valid header name"),
+                    (_, Err(e)) => errs.push(key, format!("invalid regex: {e}")),
+                }
+            }
             if rc.strip_prefix && rc.matcher.path_prefix.is_none() {
                 errs.push(at("strip_prefix"), "needs match.path_prefix");
             }
@@ -161,6 +182,7 @@ impl Router {
                 host,
                 path_prefix: rc.matcher.path_prefix.clone(),
                 path: rc.matcher.path.clone(),
+                headers: header_match,
                 upstream,
                 strip_prefix: rc.strip_prefix,
                 request_headers: HeaderRules::build(
@@ -188,12 +210,18 @@ impl Router {
         Router { routes }
     }
 
-    /// The first route matching `host` (already without port) and `path`.
-    pub fn find(&self, host: &str, path: &str) -> Option<(usize, &Route)> {
+    /// The first route matching `host` (already without port), `path` and
+    /// the request's headers.
+    pub fn find(
+        &self,
+        host: &str,
+        path: &str,
+        headers: &http::HeaderMap,
+    ) -> Option<(usize, &Route)> {
         self.routes
             .iter()
             .enumerate()
-            .find(|(_, r)| r.matches(host, path))
+            .find(|(_, r)| r.matches(host, path, headers))
     }
 
     pub fn get(&self, index: usize) -> &Route {
@@ -288,7 +316,8 @@ mod tests {
              - {name: wild, match: {host: '*.example.com'}, upstream: a}\n\
              - {name: static, match: {path_prefix: /static/}, upstream: b}\n",
         );
-        let name = |h: &str, p: &str| r.find(h, p).map(|(_, r)| r.name.as_str());
+        let none = http::HeaderMap::new();
+        let name = |h: &str, p: &str| r.find(h, p, &none).map(|(_, r)| r.name.as_str());
         assert_eq!(name("api.example.com", "/v1/ping"), Some("exact"));
         assert_eq!(name("API.example.com", "/v1/pong"), Some("api"));
         assert_eq!(name("api.example.com", "/v1"), Some("api"));

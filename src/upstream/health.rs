@@ -77,7 +77,11 @@ impl HealthPlan {
     }
 
     /// The Pingora health check for this plan, reporting to `observer`.
-    pub fn check(&self, observer: HealthMetrics) -> Box<dyn HealthCheck + Send + Sync> {
+    pub fn check(
+        &self,
+        observer: HealthMetrics,
+        tls: Option<(&crate::tls::upstream::UpstreamTransport, String)>,
+    ) -> Box<dyn HealthCheck + Send + Sync> {
         match self.kind {
             HealthCheckKind::Tcp => {
                 let mut hc = TcpHealthCheck::new();
@@ -90,7 +94,11 @@ impl HealthPlan {
             }
             HealthCheckKind::Http => {
                 let host = self.host.clone().unwrap_or_else(|| "localhost".into());
-                let mut hc = HttpHealthCheck::new(&host, false);
+                let mut hc = HttpHealthCheck::new(&host, tls.is_some());
+                if let Some((transport, sni)) = tls {
+                    hc.peer_template.sni = sni;
+                    transport.apply(&mut hc.peer_template, false);
+                }
                 // A path that passed validation always builds a request.
                 if let Ok(mut req) = RequestHeader::build("GET", self.path.as_bytes(), None) {
                     let _ = req.append_header("host", host.as_str());

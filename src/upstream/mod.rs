@@ -37,6 +37,8 @@ pub struct BackendInfo {
     pub label: String,
     pub weight: usize,
     pub region: String,
+    /// Server name for TLS to this backend (empty without TLS).
+    pub sni: String,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -69,6 +71,8 @@ pub struct Pool {
     pub retries_metric: prometheus::IntCounter,
     /// In-flight ceiling (`max_in_flight`).
     pub gate: Option<crate::concurrency::Gate>,
+    /// TLS and HTTP version towards the backends.
+    pub transport: crate::tls::upstream::UpstreamTransport,
 }
 
 impl Pool {
@@ -102,6 +106,7 @@ impl Pool {
                             label: b.address.clone(),
                             weight: b.weight,
                             region: b.region.clone().unwrap_or_default(),
+                            sni: String::new(),
                         });
                     }
                 }
@@ -145,8 +150,19 @@ impl Pool {
         if cfg.retries > 10 {
             errs.push(at("retries"), format!("at most 10 (got {})", cfg.retries));
         }
+        let addresses: Vec<&str> = cfg.backends.iter().map(|b| b.address.as_str()).collect();
+        let transport = crate::tls::upstream::UpstreamTransport::build(
+            name,
+            cfg.tls.as_ref(),
+            cfg.protocol,
+            &addresses,
+            errs,
+        );
         if errs.len() != before {
             return None;
+        }
+        for b in &mut backends {
+            b.sni = transport.sni_for(&b.label);
         }
         let set: BTreeSet<Backend> = backends
             .iter()
@@ -156,6 +172,13 @@ impl Pool {
                 ext: Default::default(),
             })
             .collect();
+        // Health checks over TLS use the first backend's server name.
+        let health_tls = transport.is_tls().then(|| {
+            (
+                &transport,
+                backends.first().map(|b| b.sni.clone()).unwrap_or_default(),
+            )
+        });
         let observer = || HealthMetrics {
             upstream: name.to_string(),
             labels: backends
@@ -164,12 +187,18 @@ impl Pool {
                 .collect(),
         };
         let balancer = match cfg.selection {
-            Selection::RoundRobin => {
-                Balancer::RoundRobin(Arc::new(load_balancer(set, health.as_ref(), observer())))
-            }
-            Selection::ConsistentHash => {
-                Balancer::Hash(Arc::new(load_balancer(set, health.as_ref(), observer())))
-            }
+            Selection::RoundRobin => Balancer::RoundRobin(Arc::new(load_balancer(
+                set,
+                health.as_ref(),
+                observer(),
+                health_tls.clone(),
+            ))),
+            Selection::ConsistentHash => Balancer::Hash(Arc::new(load_balancer(
+                set,
+                health.as_ref(),
+                observer(),
+                health_tls.clone(),
+            ))),
         };
         for b in &backends {
             metrics::BACKEND_HEALTHY
@@ -189,6 +218,7 @@ impl Pool {
             requests_metric: metrics::UPSTREAM_REQUESTS.with_label_values(&[name]),
             retries_metric: metrics::UPSTREAM_RETRIES.with_label_values(&[name]),
             gate: cfg.max_in_flight.map(crate::concurrency::Gate::new),
+            transport,
         })
     }
 
@@ -225,9 +255,17 @@ impl Pool {
         }
     }
 
-    /// The peer to connect to for `addr`, with this pool's timeouts.
-    pub fn peer(&self, addr: SocketAddr) -> Box<HttpPeer> {
-        let mut peer = HttpPeer::new(addr, false, String::new());
+    /// The peer to connect to for `addr`, with this pool's timeouts, TLS and
+    /// protocol; `upgrade` (a WebSocket handshake) forces HTTP/1.1.
+    pub fn peer(&self, addr: SocketAddr, upgrade: bool) -> Box<HttpPeer> {
+        let sni = self
+            .backends
+            .iter()
+            .find(|b| b.addr == addr)
+            .map(|b| b.sni.clone())
+            .unwrap_or_default();
+        let mut peer = HttpPeer::new(addr, self.transport.is_tls(), sni);
+        self.transport.apply(&mut peer, upgrade);
         let o = &mut peer.options;
         o.connection_timeout = Some(self.timeouts.connect);
         o.total_connection_timeout = Some(self.timeouts.connect);
@@ -252,6 +290,7 @@ fn load_balancer<S>(
     set: BTreeSet<Backend>,
     health: Option<&HealthPlan>,
     observer: HealthMetrics,
+    tls: Option<(&crate::tls::upstream::UpstreamTransport, String)>,
 ) -> LoadBalancer<S>
 where
     S: BackendSelection + 'static,
@@ -259,7 +298,7 @@ where
 {
     let mut backends = Backends::new(discovery::Static::new(set));
     if let Some(plan) = health {
-        backends.set_health_check(plan.check(observer));
+        backends.set_health_check(plan.check(observer, tls));
     }
     let mut lb = LoadBalancer::from_backends(backends);
     lb.health_check_frequency = health.map(|h| h.interval);

@@ -32,6 +32,8 @@
 //! ```
 #![allow(dead_code)]
 
+pub mod pki;
+
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -726,6 +728,22 @@ fn request_with_timeout(
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
     let _ = stream.set_nodelay(true);
+    let mut reader = BufReader::new(stream);
+    reader
+        .get_mut()
+        .write_all(&encode_request(method, path, headers, body, true))?;
+    read_response(&mut reader, method == "HEAD")
+}
+
+/// One request over an already connected stream (a TLS stream, say), with
+/// `Connection: close`; see [`request`] for the headers added.
+pub fn request_over<S: Read + Write>(
+    stream: S,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> io::Result<Response> {
     let mut reader = BufReader::new(stream);
     reader
         .get_mut()
