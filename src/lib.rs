@@ -27,6 +27,7 @@ pub mod app;
 pub mod behaviour;
 pub mod cache;
 pub mod cidr;
+pub mod compression;
 pub mod concurrency;
 pub mod config;
 pub mod demo;

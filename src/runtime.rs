@@ -61,6 +61,8 @@ pub struct Snapshot {
     pub caching: bool,
     /// The edge's own error pages.
     pub error_pages: crate::error_pages::ErrorPages,
+    /// Response compression; `None` when no route compresses.
+    pub compression: Option<crate::compression::Compression>,
 }
 
 impl Snapshot {
@@ -126,7 +128,13 @@ impl Snapshot {
                 "at least one route is needed (without one every request gets 404)",
             );
         }
-        let router = Router::build(&raw.routes, pools.index(), raw.cache.as_ref(), &mut errs);
+        let router = Router::build(
+            &raw.routes,
+            pools.index(),
+            raw.cache.as_ref(),
+            raw.compression.as_ref(),
+            &mut errs,
+        );
         let forwarding = Forwarding::build(&raw.forwarding, &mut errs);
         let filters = FilterSet::build(&raw.security, "security", &mut errs);
         let limits = Limits::build(&raw.limits, &mut errs);
@@ -149,6 +157,9 @@ impl Snapshot {
         let caching = router.iter().any(|r| r.cache.is_some());
         let error_pages =
             crate::error_pages::ErrorPages::build(raw.error_pages.as_ref(), &mut errs);
+        let compression =
+            crate::compression::Compression::build(raw.compression.as_ref(), &mut errs);
+        let compression = router.iter().any(|r| r.compression).then_some(compression);
         errs.into_result(Snapshot {
             server,
             listeners,
@@ -167,6 +178,7 @@ impl Snapshot {
             cache,
             caching,
             error_pages,
+            compression,
         })
     }
 }

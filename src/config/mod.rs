@@ -32,6 +32,7 @@ pub struct RawConfig {
     pub rate_limit: Option<RateLimitConfig>,
     pub behaviour: Option<crate::behaviour::BehaviourConfig>,
     pub error_pages: Option<crate::error_pages::ErrorPagesConfig>,
+    pub compression: Option<crate::compression::CompressionConfig>,
     /// What failed the schema check, so that semantic validation of the rest
     /// does not report follow-on errors ("no listener", "no such upstream").
     pub broken: Broken,
@@ -59,6 +60,7 @@ const SECTIONS: &[&str] = &[
     "cache",
     "admin",
     "error_pages",
+    "compression",
 ];
 
 /// Reads and schema-checks a config file; see [`parse_partial`].
@@ -146,6 +148,7 @@ pub fn parse_partial(text: &str) -> (Option<RawConfig>, ConfigErrors) {
         rate_limit: one(&root, "rate_limit", &mut errs),
         behaviour: one(&root, "behaviour", &mut errs),
         error_pages: one(&root, "error_pages", &mut errs),
+        compression: one(&root, "compression", &mut errs),
         broken,
     };
     (Some(raw), errs)

@@ -393,6 +393,15 @@ pub struct RouteConfig {
     pub security: Option<SecurityConfig>,
     /// A rate limit for this route, on top of the global one.
     pub rate_limit: Option<RateLimitConfig>,
+    /// Long-lived streams (server-sent events, gRPC streams, long polls):
+    /// never cached or compressed, and reads wait up to `stream_idle_timeout`.
+    #[serde(default)]
+    pub streaming: bool,
+    /// Compress responses (see `compression:`); default `compression.enabled`.
+    pub compression: Option<bool>,
+    /// Idle limit of streaming routes and of upgraded (WebSocket)
+    /// connections on any route; default 1h.
+    pub stream_idle_timeout: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

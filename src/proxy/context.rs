@@ -22,6 +22,8 @@ pub struct RequestCtx {
     pub body_bytes: u64,
     /// Concurrency slots held until the request ends.
     pub slots: Vec<crate::concurrency::Slot>,
+    /// The client's `Accept-Encoding`, kept when compression rewrote it.
+    pub accept_encoding: Option<Vec<http::HeaderValue>>,
 }
 
 /// What the cache hooks carry between phases.
@@ -67,6 +69,7 @@ impl RequestCtx {
             cache: CacheCtx::default(),
             body_bytes: 0,
             slots: Vec::new(),
+            accept_encoding: None,
         }
     }
 }

@@ -62,6 +62,7 @@ pub async fn respond(
         resp.insert_header(http::header::RETRY_AFTER, secs.max(1))?;
     }
     let head_only = session.req_header().method == http::Method::HEAD;
+    super::compression::off(session);
     session
         .write_response_header(Box::new(resp), head_only)
         .await?;
@@ -116,6 +117,7 @@ pub async fn redirect_https(
     };
     resp.insert_header(http::header::CONTENT_LENGTH, 0)?;
     resp.insert_header(request_id_header.clone(), request_id)?;
+    super::compression::off(session);
     session.write_response_header(Box::new(resp), true).await
 }
 
@@ -134,6 +136,7 @@ pub async fn respond_error(
     } else {
         body
     };
+    super::compression::off(session);
     session
         .as_downstream_mut()
         .write_error_response(resp, body)

@@ -16,6 +16,7 @@
 mod access_log;
 mod admission;
 mod caching;
+mod compression;
 mod connections;
 mod context;
 mod edge_response;
@@ -108,8 +109,8 @@ fn error_kind(e: &Error) -> &'static str {
     use ErrorType::*;
     match e.etype() {
         ConnectTimedout | ReadTimedout | WriteTimedout | TLSHandshakeTimedout => "timeout",
-        ConnectRefused | ConnectNoRoute | ConnectError | BindError | SocketError
-        | TLSHandshakeFailure | HandshakeError | InvalidCert => "connect",
+        ConnectRefused | ConnectNoRoute | ConnectError | BindError | SocketError => "connect",
+        TLSHandshakeFailure | HandshakeError | InvalidCert => "tls",
         ReadError | ConnectionClosed | InvalidHTTPHeader | H1Error | H2Error | InvalidH2 => "read",
         WriteError => "write",
         _ => "other",
@@ -122,6 +123,18 @@ impl ProxyHttp for Edge {
 
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx::new()
+    }
+
+    /// Compression negotiates before Pingora's module reads the request.
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(c) = &self.snap.compression {
+            compression::on_request(session, ctx, c)?;
+        }
+        Ok(())
     }
 
     /// Identifies the client and the request, then routes it. Answers 404 itself
@@ -249,7 +262,11 @@ impl ProxyHttp for Edge {
     }
 
     /// Caching routes use the cache for GET/HEAD; see [`caching::enable`].
+    /// An upgrade (WebSocket) handshake never touches the cache.
     fn request_cache_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+        if session.is_upgrade_req() {
+            return Ok(());
+        }
         if let Some((runtime, _)) = self.caching(ctx) {
             caching::enable(session, ctx, runtime);
         }
@@ -349,7 +366,14 @@ impl ProxyHttp for Edge {
             Some(addr) => {
                 ctx.upstream.tried.push(addr);
                 pool.requests_metric.inc();
-                Ok(pool.peer(addr, session.is_upgrade_req()))
+                let upgrade = session.is_upgrade_req();
+                let mut peer = pool.peer(addr, upgrade);
+                if upgrade || route.streaming {
+                    // Long-lived: reads may legitimately wait this long.
+                    peer.options.read_timeout = Some(route.stream_idle_timeout);
+                    session.set_read_timeout(Some(route.stream_idle_timeout));
+                }
+                Ok(peer)
             }
             None => {
                 metrics::UPSTREAM_ERRORS
@@ -381,9 +405,18 @@ impl ProxyHttp for Edge {
             return e;
         };
         let pool = self.snap.pools.get(route.upstream);
+        let kind = error_kind(&e);
         metrics::UPSTREAM_ERRORS
-            .with_label_values(&[&pool.name, error_kind(&e)])
+            .with_label_values(&[&pool.name, kind])
             .inc();
+        if kind == "tls" {
+            // The client only ever sees a 502; the reason is for the operator.
+            log::warn!(
+                "request {}: TLS to a backend of upstream {} failed: {e}",
+                ctx.request_id,
+                pool.name
+            );
+        }
         if let Some(addr) = ctx.upstream.current() {
             ctx.upstream.failed.push(addr);
         }
@@ -455,6 +488,7 @@ impl ProxyHttp for Edge {
                 &ctx.request_id,
             )?;
         }
+        compression::upstream_request(upstream_request, ctx, route.compression)?;
         route.request_headers.apply_request(upstream_request)
     }
 
@@ -495,8 +529,13 @@ impl ProxyHttp for Edge {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if let Some(route) = ctx.route.map(|i| self.snap.router.get(i)) {
+        let route = ctx.route.map(|i| self.snap.router.get(i));
+        if let Some(route) = route {
             route.response_headers.apply_response(upstream_response)?;
+        }
+        if let Some(c) = &self.snap.compression {
+            let on = route.is_some_and(|r| r.compression);
+            compression::on_response(session, upstream_response, on, c);
         }
         if self.caching(ctx).is_some() {
             caching::response_headers(session, upstream_response, ctx)?;

@@ -62,6 +62,12 @@ pub struct Route {
     pub filters: FilterSet,
     /// A rate limit on top of the global one.
     pub rate_limit: Option<RateLimiter>,
+    /// Long-lived streams: no cache, no compression, long reads.
+    pub streaming: bool,
+    /// Responses are compressed for clients that accept it.
+    pub compression: bool,
+    /// Read timeout of streaming requests and upgraded connections.
+    pub stream_idle_timeout: std::time::Duration,
 }
 
 impl Route {
@@ -115,6 +121,7 @@ impl Router {
         configs: &[RouteConfig],
         upstreams: &HashMap<String, usize>,
         cache: Option<&CacheConfig>,
+        compression: Option<&crate::compression::CompressionConfig>,
         errs: &mut ConfigErrors,
     ) -> Router {
         let mut routes = Vec::with_capacity(configs.len());
@@ -195,7 +202,31 @@ impl Router {
                     &at("response_headers"),
                     errs,
                 ),
-                cache: RouteCache::build(rc.cache.as_ref(), cache, &at("cache"), errs),
+                cache: if rc.streaming {
+                    if rc.compression == Some(true) {
+                        errs.push(at("compression"), "a streaming route is never compressed");
+                    }
+                    if rc.cache.as_ref().is_some_and(|c| c.enabled == Some(true)) {
+                        errs.push(at("cache.enabled"), "a streaming route is never cached");
+                    }
+                    None
+                } else {
+                    RouteCache::build(rc.cache.as_ref(), cache, &at("cache"), errs)
+                },
+                streaming: rc.streaming,
+                compression: !rc.streaming
+                    && rc
+                        .compression
+                        .unwrap_or_else(|| compression.is_some_and(|c| c.enabled)),
+                stream_idle_timeout: match rc.stream_idle_timeout.as_deref() {
+                    None => std::time::Duration::from_secs(3600),
+                    Some(t) => {
+                        crate::config::units::parse_positive_duration(t).unwrap_or_else(|e| {
+                            errs.push(at("stream_idle_timeout"), e);
+                            std::time::Duration::from_secs(3600)
+                        })
+                    }
+                },
                 filters: rc
                     .security
                     .as_ref()
@@ -302,7 +333,7 @@ mod tests {
         let raw = config::parse(yaml).unwrap();
         let ups = HashMap::from([("a".to_string(), 0), ("b".to_string(), 1)]);
         let mut errs = ConfigErrors::default();
-        let r = Router::build(&raw.routes, &ups, None, &mut errs);
+        let r = Router::build(&raw.routes, &ups, None, None, &mut errs);
         assert!(errs.is_empty(), "{errs}");
         r
     }
@@ -355,6 +386,7 @@ mod tests {
         Router::build(
             &raw.routes,
             &HashMap::from([("a".into(), 0)]),
+            None,
             None,
             &mut errs,
         );
