@@ -22,6 +22,7 @@
 //! Dependencies point inward: `app → proxy → {routing, upstream, forwarding,
 //! metrics} → config`. Nothing imports `proxy` or `app`.
 
+pub mod access_log;
 pub mod admin;
 pub mod app;
 pub mod behaviour;

@@ -63,6 +63,8 @@ pub struct Snapshot {
     pub error_pages: crate::error_pages::ErrorPages,
     /// Response compression; `None` when no route compresses.
     pub compression: Option<crate::compression::Compression>,
+    /// `None` when the access log is off.
+    pub access_log: Option<crate::access_log::AccessLog>,
 }
 
 impl Snapshot {
@@ -160,6 +162,7 @@ impl Snapshot {
         let compression =
             crate::compression::Compression::build(raw.compression.as_ref(), &mut errs);
         let compression = router.iter().any(|r| r.compression).then_some(compression);
+        let access_log = crate::access_log::AccessLog::build(raw.access_log.as_ref(), &mut errs);
         errs.into_result(Snapshot {
             server,
             listeners,
@@ -179,6 +182,7 @@ impl Snapshot {
             caching,
             error_pages,
             compression,
+            access_log,
         })
     }
 }

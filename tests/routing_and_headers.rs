@@ -134,7 +134,7 @@ fn forwarding_headers_request_ids_and_origin_hiding() {
     wait_until(
         std::time::Duration::from_secs(5),
         "request id in the access log",
-        || p.logs().contains(&format!("request_id={id}")),
+        || p.logs().contains(&format!("\"request_id\":\"{id}\"")),
     );
 
     // Origin identity stays behind the edge; the edge adds none of its own.

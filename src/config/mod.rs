@@ -33,6 +33,7 @@ pub struct RawConfig {
     pub behaviour: Option<crate::behaviour::BehaviourConfig>,
     pub error_pages: Option<crate::error_pages::ErrorPagesConfig>,
     pub compression: Option<crate::compression::CompressionConfig>,
+    pub access_log: Option<crate::access_log::AccessLogConfig>,
     /// What failed the schema check, so that semantic validation of the rest
     /// does not report follow-on errors ("no listener", "no such upstream").
     pub broken: Broken,
@@ -61,6 +62,7 @@ const SECTIONS: &[&str] = &[
     "admin",
     "error_pages",
     "compression",
+    "access_log",
 ];
 
 /// Reads and schema-checks a config file; see [`parse_partial`].
@@ -149,6 +151,7 @@ pub fn parse_partial(text: &str) -> (Option<RawConfig>, ConfigErrors) {
         behaviour: one(&root, "behaviour", &mut errs),
         error_pages: one(&root, "error_pages", &mut errs),
         compression: one(&root, "compression", &mut errs),
+        access_log: one(&root, "access_log", &mut errs),
         broken,
     };
     (Some(raw), errs)

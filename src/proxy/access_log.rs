@@ -1,14 +1,17 @@
-//! The access log line, one per request, on the `parapet::access` log target
-//! (`RUST_LOG=info,parapet::access=off` turns it off). Names the pool, never
-//! the backend address.
+//! Builds the access log entry of a request (see [`crate::access_log`]).
+//! `RUST_LOG=...,parapet::access=off` still turns the log off, as before
+//! the log had its own writer.
 
 use super::RequestCtx;
+use crate::access_log::{AccessLog, Entry};
 use crate::routing::request_host;
 use pingora::proxy::Session;
 use pingora::Error;
 use std::time::Duration;
 
+#[allow(clippy::too_many_arguments)]
 pub fn write(
+    log: Option<&AccessLog>,
     session: &Session,
     ctx: &RequestCtx,
     status: u16,
@@ -17,21 +20,40 @@ pub fn write(
     upstream: &str,
     error: Option<&Error>,
 ) {
-    if !log::log_enabled!(target: "parapet::access", log::Level::Info) {
+    let Some(log) = log else { return };
+    if !log.wants(status) || !log::log_enabled!(target: "parapet::access", log::Level::Info) {
         return;
     }
     let req = session.req_header();
-    log::info!(
-        target: "parapet::access",
-        "{client} \"{method} {host}{path}\" {status} {ms:.3}ms route={route} upstream={upstream} tries={tries} cache={cache} request_id={id}{error}",
-        client = ctx.client.as_ref().map_or(String::from("-"), |c| c.ip.to_string()),
-        method = req.method,
-        host = request_host(req),
-        path = req.uri.path(),
-        ms = elapsed.as_secs_f64() * 1000.0,
-        tries = ctx.upstream.tried.len(),
-        cache = ctx.cache.result.unwrap_or("-"),
-        id = ctx.request_id,
-        error = error.map(|e| format!(" error=\"{}\"", e.etype().as_str())).unwrap_or_default(),
-    );
+    let header = |name| req.headers.get(name).and_then(|v| v.to_str().ok());
+    let client = ctx
+        .client
+        .as_ref()
+        .map_or(String::from("-"), |c| c.ip.to_string());
+    log.write(&Entry {
+        time: std::time::SystemTime::now(),
+        client,
+        method: req.method.as_str(),
+        host: request_host(req),
+        path: req.uri.path(),
+        query: req.uri.query(),
+        protocol: match req.version {
+            http::Version::HTTP_2 => "HTTP/2.0",
+            http::Version::HTTP_10 => "HTTP/1.0",
+            _ => "HTTP/1.1",
+        },
+        status,
+        bytes: session.body_bytes_sent(),
+        duration: elapsed,
+        route,
+        upstream,
+        backend: ctx.upstream.current(),
+        tries: ctx.upstream.tried.len(),
+        cache: ctx.cache.result.unwrap_or("-"),
+        request_id: &ctx.request_id,
+        referer: header(http::header::REFERER),
+        user_agent: header(http::header::USER_AGENT),
+        tls: ctx.client.as_ref().is_some_and(|c| c.scheme == "https"),
+        error: error.map(|e| e.etype().as_str()),
+    });
 }

@@ -624,6 +624,7 @@ impl ProxyHttp for Edge {
         }
         let upstream = route.map_or("-", |r| self.snap.pools.get(r.upstream).name.as_str());
         access_log::write(
+            self.snap.access_log.as_ref(),
             session,
             ctx,
             status,
