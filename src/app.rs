@@ -94,6 +94,10 @@ pub fn build(opt: Opt, mut snap: Snapshot) -> Server {
     }
 
     server.add_service(GenBackgroundService::new(
+        "parapet rate sampler".to_string(),
+        Arc::new(crate::admin::overview::RateSampler),
+    ));
+    server.add_service(GenBackgroundService::new(
         "parapet phase watcher".to_string(),
         Arc::new(PhaseWatcher::new(phases)),
     ));

@@ -109,6 +109,15 @@ pub static DOWNSTREAM_CONNECTIONS_TOTAL: LazyLock<IntCounter> = LazyLock::new(||
     .unwrap()
 });
 
+/// Admin API requests refused for a missing or wrong token.
+pub static ADMIN_AUTH_FAILURES: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "parapet_admin_auth_failures_total",
+        "Admin API requests refused for a missing or wrong token."
+    )
+    .unwrap()
+});
+
 /// TLS handshakes completed on the public listeners.
 pub static TLS_HANDSHAKES: LazyLock<IntCounter> = LazyLock::new(|| {
     register_int_counter!(
@@ -314,6 +323,7 @@ pub fn init() {
     LazyLock::force(&DOWNSTREAM_CONNECTIONS);
     LazyLock::force(&DOWNSTREAM_CONNECTIONS_TOTAL);
     LazyLock::force(&TLS_HANDSHAKES);
+    LazyLock::force(&ADMIN_AUTH_FAILURES);
     LazyLock::force(&TLS_HANDSHAKE_FAILURES);
     LazyLock::force(&EDGE_RESPONSES);
     LazyLock::force(&DRAINING);
@@ -343,6 +353,42 @@ pub fn status_class(status: u16) -> &'static str {
         500..=599 => "5xx",
         _ => "none",
     }
+}
+
+/// Current values of a counter vector summed by one label's values.
+pub fn sum_by(vec: &IntCounterVec, label: &str) -> std::collections::BTreeMap<String, u64> {
+    use prometheus::core::Collector;
+    let mut out = std::collections::BTreeMap::new();
+    for family in vec.collect() {
+        for m in family.get_metric() {
+            let key = m
+                .get_label()
+                .iter()
+                .find(|l| l.name() == label)
+                .map(|l| l.value().to_string())
+                .unwrap_or_default();
+            *out.entry(key).or_insert(0) += m.get_counter().value() as u64;
+        }
+    }
+    out
+}
+
+/// Current values of a gauge vector by one label's values.
+pub fn gauge_by(vec: &IntGaugeVec, label: &str) -> std::collections::BTreeMap<String, i64> {
+    use prometheus::core::Collector;
+    let mut out = std::collections::BTreeMap::new();
+    for family in vec.collect() {
+        for m in family.get_metric() {
+            let key = m
+                .get_label()
+                .iter()
+                .find(|l| l.name() == label)
+                .map(|l| l.value().to_string())
+                .unwrap_or_default();
+            *out.entry(key).or_insert(0) += m.get_gauge().value() as i64;
+        }
+    }
+    out
 }
 
 /// Renders the default registry in the Prometheus text format.

@@ -65,6 +65,10 @@ pub struct Snapshot {
     pub compression: Option<crate::compression::Compression>,
     /// `None` when the access log is off.
     pub access_log: Option<crate::access_log::AccessLog>,
+    /// The file this snapshot was loaded from.
+    pub source: Option<std::path::PathBuf>,
+    /// When this generation started serving.
+    pub started: std::time::SystemTime,
 }
 
 impl Snapshot {
@@ -77,7 +81,10 @@ impl Snapshot {
             return Err(errs);
         };
         match Snapshot::build(&raw) {
-            Ok(snap) => errs.into_result(snap),
+            Ok(mut snap) => {
+                snap.source = Some(path.to_path_buf());
+                errs.into_result(snap)
+            }
             Err(more) => {
                 errs.0.extend(more.0);
                 Err(errs)
@@ -183,6 +190,8 @@ impl Snapshot {
             error_pages,
             compression,
             access_log,
+            source: None,
+            started: std::time::SystemTime::now(),
         })
     }
 }

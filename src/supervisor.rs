@@ -27,6 +27,12 @@ use tokio::signal::unix::{signal, SignalKind};
 /// How long a new generation may take to start listening for the handoff.
 const READY_DEADLINE: Duration = Duration::from_secs(20);
 
+/// Environment of a generation started by the supervisor: the supervisor's
+/// pid (the admin API's reload signals it) and the recent history.
+pub const ENV_SUPERVISOR: &str = "PARAPET_SUPERVISOR";
+pub const ENV_HISTORY: &str = "PARAPET_RELOADS";
+const HISTORY: usize = 10;
+
 struct Supervisor {
     exe: PathBuf,
     config: PathBuf,
@@ -40,6 +46,9 @@ struct Supervisor {
     /// The handoff socket; a reload cannot move it (the running generation
     /// sends its sockets to the path it was started with).
     upgrade_sock: PathBuf,
+    /// Recent starts and reloads, newest last, handed to each new generation
+    /// (its status page shows them).
+    history: Vec<String>,
 }
 
 /// Runs the supervisor; returns the process exit code.
@@ -79,6 +88,7 @@ pub fn run(config: PathBuf) -> i32 {
             stopping: false,
             failure: None,
             upgrade_sock,
+            history: Vec::new(),
         };
         sup.main_loop().await
     })
@@ -97,12 +107,25 @@ pub fn print_errors(config: &Path, errs: &ConfigErrors) {
 }
 
 impl Supervisor {
+    fn note(&mut self, event: String) {
+        let line = format!(
+            "{} {event}",
+            crate::access_log::rfc3339(std::time::SystemTime::now())
+        );
+        self.history.push(line);
+        if self.history.len() > HISTORY {
+            self.history.remove(0);
+        }
+    }
+
     fn spawn(&self, upgrade: bool) -> io::Result<i32> {
         let mut cmd = Command::new(&self.exe);
         if upgrade {
             cmd.arg("-u");
         }
         cmd.arg("-c").arg(&self.config);
+        cmd.env(ENV_SUPERVISOR, std::process::id().to_string());
+        cmd.env(ENV_HISTORY, self.history.join("\n"));
         let child = cmd.spawn()?;
         Ok(child.id() as i32)
     }
@@ -124,6 +147,7 @@ impl Supervisor {
                 return 1;
             }
         };
+        self.note("supervisor started".into());
         match self.spawn(false) {
             Ok(pid) => {
                 log::info!(
@@ -207,6 +231,7 @@ impl Supervisor {
                     errs.len(),
                     self.current
                 );
+                self.note(format!("reload refused: {} config error(s)", errs.len()));
                 return;
             }
         };
@@ -221,6 +246,10 @@ impl Supervisor {
             return;
         }
         let before = socket_identity(&sock);
+        self.note(format!(
+            "reload: config valid, new generation takes over from pid {}",
+            self.current
+        ));
         let new = match self.spawn(true) {
             Ok(pid) => pid,
             Err(e) => {
@@ -246,11 +275,16 @@ impl Supervisor {
                     exit_code(status),
                     self.current
                 );
+                self.note(format!(
+                    "reload failed: new generation exited (code {})",
+                    exit_code(status)
+                ));
                 return;
             }
             if Instant::now() > deadline {
                 log::error!("reload failed: new generation pid {new} not ready in {READY_DEADLINE:?}; killing it");
                 send(new, libc::SIGKILL);
+                self.note("reload failed: new generation not ready in time".into());
                 return;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;

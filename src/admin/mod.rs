@@ -8,8 +8,14 @@
 //! | `/`        | a status page for people: pools, backend health, routes   |
 //! | `POST /purge` | cache purge by url, prefix or surrogate key (token)    |
 //!
-//! State-changing endpoints need `Authorization: Bearer <admin.token>`.
+//! | `/api/...` | the admin API, see [`api`]                                |
+//!
+//! The API and purge need `Authorization: Bearer <admin.token>` (401
+//! without it, counted in `parapet_admin_auth_failures_total`; 403 while no
+//! token is configured).
 
+mod api;
+pub mod overview;
 mod purge_api;
 mod status_page;
 
@@ -55,7 +61,9 @@ fn reply(status: StatusCode, content_type: &str, body: impl Into<Vec<u8>>) -> Re
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let req = session.req_header();
-        if req.method == http::Method::POST && req.uri.path() == "/purge" {
+        let path = req.uri.path();
+        let post = req.method == http::Method::POST;
+        if post && path == "/purge" || path.starts_with("/api/") {
             let auth = req
                 .headers
                 .get(http::header::AUTHORIZATION)
@@ -63,10 +71,33 @@ impl ServeHttp for AdminApp {
             if let Err((status, why)) =
                 purge_api::authorized(self.snap.admin_token.as_deref(), auth)
             {
-                return reply(status, "text/plain", why);
+                let mut r = reply(status, "text/plain", why);
+                if status == StatusCode::UNAUTHORIZED {
+                    r.headers_mut().insert(
+                        http::header::WWW_AUTHENTICATE,
+                        http::HeaderValue::from_static("Bearer"),
+                    );
+                }
+                return r;
             }
-            let (status, body) = purge_api::handle(self.cache, req.uri.query().unwrap_or(""));
-            return reply(status, "application/json", body);
+            if post && (path == "/purge" || path == "/api/purge") {
+                let (status, body) = purge_api::handle(self.cache, req.uri.query().unwrap_or(""));
+                return reply(status, "application/json", body);
+            }
+            if post && path == "/api/reload" {
+                let a = api::reload(&self.snap);
+                return reply(a.status, a.content_type, a.body);
+            }
+            if req.method == http::Method::GET {
+                if let Some(a) = api::get(&self.snap, path) {
+                    return reply(a.status, a.content_type, a.body);
+                }
+            }
+            return reply(
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                "no such API endpoint\n",
+            );
         }
         let head = req.method == http::Method::HEAD;
         if req.method != http::Method::GET && !head {

@@ -48,6 +48,8 @@ pub struct UpstreamAttempts {
     /// Backends that refused or timed out the connection: never picked again
     /// for this request.
     pub failed: Vec<SocketAddr>,
+    /// When the current attempt started (for the backend's latency).
+    pub started: Option<std::time::Instant>,
 }
 
 impl UpstreamAttempts {

@@ -365,6 +365,7 @@ impl ProxyHttp for Edge {
         match pool.select(&key, &ctx.upstream.failed) {
             Some(addr) => {
                 ctx.upstream.tried.push(addr);
+                ctx.upstream.started = Some(std::time::Instant::now());
                 pool.requests_metric.inc();
                 let upgrade = session.is_upgrade_req();
                 let mut peer = pool.peer(addr, upgrade);
@@ -409,6 +410,9 @@ impl ProxyHttp for Edge {
         metrics::UPSTREAM_ERRORS
             .with_label_values(&[&pool.name, kind])
             .inc();
+        if let Some(stats) = ctx.upstream.current().and_then(|a| pool.stats(a)) {
+            stats.error();
+        }
         if kind == "tls" {
             // The client only ever sees a 502; the reason is for the operator.
             log::warn!(
@@ -445,6 +449,9 @@ impl ProxyHttp for Edge {
                 metrics::UPSTREAM_ERRORS
                     .with_label_values(&[&pool.name, error_kind(&e)])
                     .inc();
+                if let Some(stats) = ctx.upstream.current().and_then(|a| pool.stats(a)) {
+                    stats.error();
+                }
             }
         }
         let mut e = e.more_context(format!("Peer: {peer}"));
@@ -500,6 +507,15 @@ impl ProxyHttp for Edge {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.cache.response_time = Some(std::time::SystemTime::now());
+        if let (Some(route), Some(addr), Some(started)) = (
+            ctx.route.map(|i| self.snap.router.get(i)),
+            ctx.upstream.current(),
+            ctx.upstream.started,
+        ) {
+            if let Some(stats) = self.snap.pools.get(route.upstream).stats(addr) {
+                stats.response(started.elapsed());
+            }
+        }
         if let Some(cl) = upstream_response.headers.get(http::header::CONTENT_LENGTH) {
             match crate::filters::framing::response_content_length(cl.as_bytes()) {
                 Ok(None) => {}

@@ -11,9 +11,11 @@
 
 mod hash_key;
 mod health;
+mod stats;
 
 pub use hash_key::HashKey;
 pub use health::{HealthMetrics, HealthPlan};
+pub use stats::BackendStats;
 
 use crate::config::units::parse_positive_duration;
 use crate::config::{ConfigErrors, Selection, UpstreamConfig};
@@ -39,6 +41,7 @@ pub struct BackendInfo {
     pub region: String,
     /// Server name for TLS to this backend (empty without TLS).
     pub sni: String,
+    pub stats: Arc<BackendStats>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -107,6 +110,7 @@ impl Pool {
                             weight: b.weight,
                             region: b.region.clone().unwrap_or_default(),
                             sni: String::new(),
+                            stats: Arc::default(),
                         });
                     }
                 }
@@ -237,6 +241,14 @@ impl Pool {
             Balancer::Hash(lb) => lb.select_with(key, self.max_iterations, accept),
         };
         chosen.and_then(|b| b.addr.as_inet().copied())
+    }
+
+    /// The counters of backend `addr`.
+    pub fn stats(&self, addr: SocketAddr) -> Option<&BackendStats> {
+        self.backends
+            .iter()
+            .find(|b| b.addr == addr)
+            .map(|b| &*b.stats)
     }
 
     /// Whether the health check currently lets traffic go to `addr`.

@@ -1,0 +1,69 @@
+//! Recent behaviour of one backend, for the admin API and the status page:
+//! requests, errors, and a moving average of response-header latency. All
+//! atomics: recorded on the request path without locks.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+#[derive(Debug, Default)]
+pub struct BackendStats {
+    requests: AtomicU64,
+    errors: AtomicU64,
+    /// Exponentially weighted moving average (weight 1/8) of the time to the
+    /// response header, in microseconds; 0 until the first response.
+    latency_us: AtomicU64,
+}
+
+impl BackendStats {
+    pub fn response(&self, latency: Duration) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let sample = latency.as_micros().min(u128::from(u64::MAX / 8)) as u64;
+        // A lost update under a race only skips one sample of an average.
+        let old = self.latency_us.load(Ordering::Relaxed);
+        let new = if old == 0 {
+            sample.max(1)
+        } else {
+            (old * 7 + sample) / 8
+        };
+        self.latency_us.store(new.max(1), Ordering::Relaxed);
+    }
+
+    pub fn error(&self) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    pub fn errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
+    }
+
+    /// Moving average latency in milliseconds, if any response was seen.
+    pub fn latency_ms(&self) -> Option<f64> {
+        match self.latency_us.load(Ordering::Relaxed) {
+            0 => None,
+            us => Some(us as f64 / 1000.0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn average_follows_samples() {
+        let s = BackendStats::default();
+        assert_eq!(s.latency_ms(), None);
+        s.response(Duration::from_millis(8));
+        assert_eq!(s.latency_ms(), Some(8.0));
+        for _ in 0..100 {
+            s.response(Duration::from_millis(1));
+        }
+        assert!((s.latency_ms().unwrap() - 1.0).abs() < 0.01);
+        s.error();
+        assert_eq!((s.requests(), s.errors()), (101, 1));
+    }
+}
