@@ -695,3 +695,30 @@ fn memory_and_rss_stay_bounded_under_churn() {
         "RSS grew {grown} KiB: memory is not bounded"
     );
 }
+
+#[test]
+fn request_max_stale_accepts_stale_copies_unless_the_origin_forbids() {
+    let o = Origin::start("o");
+    let p = edge(&o, "");
+    // Stored already 90 s stale (max-age 10, Age 100; the validator makes
+    // a stale-on-arrival response worth storing).
+    let stale = ["Cache-Control: max-age=10", "Age: 100", "ETag: \"v1\""];
+    fetch(&p, "/s", &stale, &[]);
+    assert_eq!(o.hits(), 1);
+    let r = fetch(&p, "/s", &stale, &[("Cache-Control", "max-stale=120")]);
+    assert!(status_of(&r).contains("hit"), "{}", status_of(&r));
+    let r = fetch(&p, "/s", &stale, &[("Cache-Control", "max-stale")]);
+    assert!(status_of(&r).contains("hit"), "no limit: {}", status_of(&r));
+    assert_eq!(o.hits(), 1, "both served stale from the cache");
+    fetch(&p, "/s", &stale, &[("Cache-Control", "max-stale=30")]);
+    assert_eq!(o.hits(), 2, "90 s stale is more than 30");
+    // must-revalidate: a stale copy is never served without the origin.
+    let strict = [
+        "Cache-Control: max-age=10, must-revalidate",
+        "Age: 100",
+        "ETag: \"v1\"",
+    ];
+    fetch(&p, "/m", &strict, &[]);
+    fetch(&p, "/m", &strict, &[("Cache-Control", "max-stale")]);
+    assert_eq!(o.hits(), 4);
+}

@@ -74,7 +74,10 @@ pub fn cache_key(session: &Session, ctx: &RequestCtx, route: &RouteCache) -> Cac
     key_for(session.req_header(), scheme, route)
 }
 
-/// `cache_hit_filter`: request directives that refuse what is stored.
+/// `cache_hit_filter`: request directives that refuse what is stored
+/// (`no-cache`, `max-age`, `min-fresh`), or accept it stale (`max-stale`,
+/// RFC 9111 §5.2.1.2: not when the response says `must-revalidate`,
+/// `proxy-revalidate` or `s-maxage`).
 pub fn hit_filter(session: &Session, meta: &CacheMeta, is_fresh: bool) -> Option<ForcedFreshness> {
     let cc = policy::request_directives(&session.req_header().headers);
     let now = SystemTime::now();
@@ -90,7 +93,34 @@ pub fn hit_filter(session: &Session, meta: &CacheMeta, is_fresh: bool) -> Option
     let too_close = cc
         .min_fresh
         .is_some_and(|s| !seconds_allow(s, |min| remaining >= min));
-    (is_fresh && (cc.no_cache || too_old || too_close)).then_some(ForcedFreshness::ForceExpired)
+    if !is_fresh {
+        return accept_stale(&cc, meta, now).then_some(ForcedFreshness::ForceFresh);
+    }
+    (cc.no_cache || too_old || too_close).then_some(ForcedFreshness::ForceExpired)
+}
+
+fn accept_stale(
+    cc: &crate::cache::directives::Directives,
+    meta: &CacheMeta,
+    now: SystemTime,
+) -> bool {
+    let Some(max_stale) = cc.max_stale else {
+        return false;
+    };
+    if cc.no_cache {
+        return false;
+    }
+    let stored = policy::request_directives(meta.headers());
+    if stored.must_revalidate || stored.proxy_revalidate || stored.s_maxage.is_some() {
+        return false;
+    }
+    let stale_for = now
+        .duration_since(meta.fresh_until())
+        .map_or(0, |d| d.as_secs());
+    match max_stale {
+        None => true,
+        Some(s) => seconds_allow(s, |max| stale_for <= max),
+    }
 }
 
 fn seconds_allow(s: Seconds, ok: impl Fn(u64) -> bool) -> bool {
