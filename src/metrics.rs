@@ -355,11 +355,14 @@ pub fn status_class(status: u16) -> &'static str {
     }
 }
 
-/// Current values of a counter vector summed by one label's values.
-pub fn sum_by(vec: &IntCounterVec, label: &str) -> std::collections::BTreeMap<String, u64> {
-    use prometheus::core::Collector;
+/// Current values of a metric vector summed by one label's values.
+fn by_label(
+    collector: &dyn prometheus::core::Collector,
+    label: &str,
+    value: fn(&prometheus::proto::Metric) -> f64,
+) -> std::collections::BTreeMap<String, f64> {
     let mut out = std::collections::BTreeMap::new();
-    for family in vec.collect() {
+    for family in collector.collect() {
         for m in family.get_metric() {
             let key = m
                 .get_label()
@@ -367,28 +370,26 @@ pub fn sum_by(vec: &IntCounterVec, label: &str) -> std::collections::BTreeMap<St
                 .find(|l| l.name() == label)
                 .map(|l| l.value().to_string())
                 .unwrap_or_default();
-            *out.entry(key).or_insert(0) += m.get_counter().value() as u64;
+            *out.entry(key).or_insert(0.0) += value(m);
         }
     }
     out
 }
 
-/// Current values of a gauge vector by one label's values.
+/// A counter vector's current values summed by one label's values.
+pub fn sum_by(vec: &IntCounterVec, label: &str) -> std::collections::BTreeMap<String, u64> {
+    by_label(vec, label, |m| m.get_counter().value())
+        .into_iter()
+        .map(|(k, v)| (k, v as u64))
+        .collect()
+}
+
+/// A gauge vector's current values summed by one label's values.
 pub fn gauge_by(vec: &IntGaugeVec, label: &str) -> std::collections::BTreeMap<String, i64> {
-    use prometheus::core::Collector;
-    let mut out = std::collections::BTreeMap::new();
-    for family in vec.collect() {
-        for m in family.get_metric() {
-            let key = m
-                .get_label()
-                .iter()
-                .find(|l| l.name() == label)
-                .map(|l| l.value().to_string())
-                .unwrap_or_default();
-            *out.entry(key).or_insert(0) += m.get_gauge().value() as i64;
-        }
-    }
-    out
+    by_label(vec, label, |m| m.get_gauge().value())
+        .into_iter()
+        .map(|(k, v)| (k, v as i64))
+        .collect()
 }
 
 /// Renders the default registry in the Prometheus text format.

@@ -597,13 +597,7 @@ fn h2_get(addr: std::net::SocketAddr, path: &str, respond: &str) -> (u16, String
             .get("cache-status")
             .map(|v| v.to_str().unwrap().to_string())
             .unwrap_or_default();
-        let mut body = resp.into_body();
-        let mut out = Vec::new();
-        while let Some(chunk) = body.data().await {
-            let chunk = chunk.unwrap();
-            let _ = body.flow_control().release_capacity(chunk.len());
-            out.extend_from_slice(&chunk);
-        }
+        let out = h2_body(&mut resp.into_body()).await;
         (status, cs, out)
     })
 }

@@ -358,12 +358,7 @@ fn grpc_trailers_pass_through_http2_on_both_sides() {
             let resp = resp.await.unwrap();
             assert_eq!(resp.status(), 200);
             let mut body = resp.into_body();
-            let mut text = Vec::new();
-            while let Some(chunk) = body.data().await {
-                let chunk = chunk.unwrap();
-                let _ = body.flow_control().release_capacity(chunk.len());
-                text.extend_from_slice(&chunk);
-            }
+            let text = h2_body(&mut body).await;
             assert_eq!(String::from_utf8_lossy(&text), "got 17 bytes, te=trailers");
             let trailers = body.trailers().await.unwrap().expect("trailers");
             assert_eq!(trailers["grpc-status"], "0");

@@ -156,13 +156,7 @@ fn h2_get_over_tls(addr: SocketAddr, client: &TlsClient, host: &str, path: &str)
         let (resp, _) = client.send_request(req, true).unwrap();
         let resp = resp.await.unwrap();
         let status = resp.status().as_u16();
-        let mut body = resp.into_body();
-        let mut out = Vec::new();
-        while let Some(chunk) = body.data().await {
-            let chunk = chunk.unwrap();
-            let _ = body.flow_control().release_capacity(chunk.len());
-            out.extend_from_slice(&chunk);
-        }
+        let out = h2_body(&mut resp.into_body()).await;
         (status, String::from_utf8_lossy(&out).into_owned())
     })
 }

@@ -735,6 +735,18 @@ fn request_with_timeout(
     read_response(&mut reader, method == "HEAD")
 }
 
+/// Reads an HTTP/2 body to its end, releasing flow-control capacity as it
+/// goes (the body's trailers, if any, can be read afterwards).
+pub async fn h2_body(body: &mut h2::RecvStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.expect("h2 body chunk");
+        let _ = body.flow_control().release_capacity(chunk.len());
+        out.extend_from_slice(&chunk);
+    }
+    out
+}
+
 /// One request over an already connected stream (a TLS stream, say), with
 /// `Connection: close`; see [`request`] for the headers added.
 pub fn request_over<S: Read + Write>(
