@@ -39,10 +39,10 @@ CONF
 cat > "$W/nginx.conf" <<CONF
 worker_processes 1; pid $W/nginx.pid; error_log $W/nginx.err; daemon off;
 events { worker_connections 4096; }
-http { access_log off;
+http { access_log off; keepalive_requests 10000000; http2_max_requests 10000000;
   proxy_cache_path $W/nginx-cache keys_zone=c:10m max_size=256m;
   upstream o { server 127.0.0.1:$ORIGIN; keepalive 64; }
-  server { listen 127.0.0.1:$NGINX ssl; http2 on;
+  server { listen 127.0.0.1:$NGINX ssl http2;
     ssl_certificate $W/cert.pem; ssl_certificate_key $W/key.pem;
     ssl_protocols TLSv1.2 TLSv1.3;
     location / { proxy_pass http://o; proxy_http_version 1.1; proxy_set_header Connection "";
