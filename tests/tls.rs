@@ -353,3 +353,101 @@ fn certificate_problems_are_config_errors_with_paths() {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
 }
+
+#[test]
+fn a_reload_picks_up_renewed_certificates_without_dropping_requests() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    let dir = temp_dir("tls-renew");
+    let pki = Pki::new(&dir, "edge");
+    let first = pki.server("first", &["renew.test"]);
+    let renewed = pki.server("renewed", &["renew.test"]);
+    let serial = |path: &std::path::Path| {
+        let pem = std::fs::read(path).unwrap();
+        let cert = openssl::x509::X509::from_pem(&pem).unwrap();
+        cert.serial_number()
+            .to_bn()
+            .unwrap()
+            .to_hex_str()
+            .unwrap()
+            .to_string()
+    };
+    let live = dir.join("live.pem");
+    let live_key = dir.join("live.key");
+    std::fs::copy(&first.cert, &live).unwrap();
+    std::fs::copy(&first.key, &live_key).unwrap();
+    let origin = Origin::start("o");
+    let ports = Ports::new();
+    let tls_addr = free_addr();
+    let yaml = with_tls_listener(
+        one_pool_config(&ports, &origin.address(), "routes:\n  - upstream: o\n"),
+        tls_addr,
+        &format!(
+            "      certificates: [{{cert: \"{}\", key: \"{}\"}}]\n",
+            live.display(),
+            live_key.display()
+        ),
+    );
+    let mut p = Parapet::supervise_with(&ports, &yaml);
+    let client = TlsClient::trusting(&pki.ca_path).sni("renew.test");
+    let presented = |client: &TlsClient| {
+        let s = client.connect(tls_addr).expect("handshake");
+        let cert = s.ssl().peer_certificate().unwrap();
+        cert.serial_number()
+            .to_bn()
+            .unwrap()
+            .to_hex_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(presented(&client), serial(&first.cert));
+
+    // Load over fresh TLS connections throughout the renewal.
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let failures = Arc::new(Mutex::new(Vec::new()));
+    let load = {
+        let (stop, ok, failures, client) =
+            (stop.clone(), ok.clone(), failures.clone(), client.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                match try_get(&client, tls_addr, "/", &[("Host", "renew.test")]) {
+                    Ok(r) if r.status == 200 => {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(r) => failures
+                        .lock()
+                        .unwrap()
+                        .push(format!("status {}", r.status)),
+                    Err(e) => failures.lock().unwrap().push(e),
+                }
+            }
+        })
+    };
+    wait_until(Duration::from_secs(10), "load running", || {
+        ok.load(Ordering::Relaxed) > 20
+    });
+    // Renew in place, as certbot would, and reload.
+    std::fs::copy(&renewed.cert, &live).unwrap();
+    std::fs::copy(&renewed.key, &live_key).unwrap();
+    p.signal(SIGHUP);
+    wait_until(
+        Duration::from_secs(20),
+        "the renewed certificate is served",
+        || presented(&client) == serial(&renewed.cert),
+    );
+    let before = ok.load(Ordering::Relaxed);
+    wait_until(Duration::from_secs(10), "load continues", || {
+        ok.load(Ordering::Relaxed) > before + 20
+    });
+    stop.store(true, Ordering::Relaxed);
+    load.join().unwrap();
+    let failures = failures.lock().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests failed: {:?}",
+        failures.len(),
+        ok.load(Ordering::Relaxed),
+        &failures[..failures.len().min(5)]
+    );
+}
