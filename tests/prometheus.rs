@@ -11,22 +11,11 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 use support::*;
 
-fn tool(name: &str) -> String {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {name}"))
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
-    assert!(
-        !found.is_empty(),
-        "{name} is not installed (.ci/run installs Debian's prometheus package)"
-    );
-    found
-}
-
 #[test]
 fn promtool_accepts_the_metrics() {
+    let Some(promtool) = external_tool(&["promtool"], "prometheus") else {
+        return;
+    };
     let o = Origin::start("o");
     let p = Parapet::in_front_of(
         &o.address(),
@@ -34,7 +23,7 @@ fn promtool_accepts_the_metrics() {
     );
     p.get("/warm", &[]);
     let metrics = p.metrics();
-    let mut child = Command::new(tool("promtool"))
+    let mut child = Command::new(promtool)
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -68,6 +57,9 @@ impl Drop for Prometheus {
 
 #[test]
 fn a_real_prometheus_scrapes_parapet() {
+    let Some(prometheus) = external_tool(&["prometheus"], "prometheus") else {
+        return;
+    };
     let deploy = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/prometheus");
     let o = Origin::start("o");
     let p = Parapet::in_front_of(&o.address(), "routes:\n  - upstream: o\n");
@@ -96,7 +88,7 @@ fn a_real_prometheus_scrapes_parapet() {
     let web = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
     let mut prom = Prometheus(
-        Command::new(tool("prometheus"))
+        Command::new(prometheus)
             .arg(format!("--config.file={}", config.display()))
             .arg(format!(
                 "--storage.tsdb.path={}",

