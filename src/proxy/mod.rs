@@ -3,18 +3,20 @@
 //!
 //! | phase                     | what happens here                               | module        |
 //! |---------------------------|-------------------------------------------------|---------------|
-//! | `request_filter`          | who is the client, request id, route → 404      | forwarding, routing |
+//! | `early_request_filter`    | Accept-Encoding for the compression module      | compression   |
+//! | `request_filter`          | client, TLS identity, request id, admission, route → 404, HTTPS redirect | forwarding, admission |
 //! | cache hooks               | enable, key, hit/stale rules, storability, Vary | caching → cache |
-//! | `upstream_peer`           | pick a healthy, untried backend of the pool     | upstream      |
-//! | `fail_to_connect`         | count, and retry elsewhere within the budget    | upstream      |
+//! | `upstream_peer`           | pick a healthy, untried backend of the pool     | attempts → upstream |
+//! | `fail_to_connect`         | count, and retry elsewhere within the budget    | attempts      |
 //! | `upstream_request_filter` | path rewrite, X-Forwarded-*, request id, rules  | routing, forwarding |
 //! | `upstream_response_filter`| strip origin identity headers                   | forwarding    |
-//! | `response_filter`         | route response rules, request id, drain close   | routing, forwarding |
+//! | `response_filter`         | route response rules, request id, HSTS, compression, drain close | routing, forwarding, compression |
 //! | `fail_to_proxy`           | edge error page without backend details         | edge_response |
-//! | `logging`                 | metrics and the access log line                 | metrics       |
+//! | `logging`                 | metrics and the access log line                 | metrics, access_log |
 
 mod access_log;
 mod admission;
+mod attempts;
 mod caching;
 mod compression;
 mod connections;
@@ -101,19 +103,6 @@ impl Edge {
         )
         .await?;
         Ok(true)
-    }
-}
-
-/// Metric label for an upstream failure.
-fn error_kind(e: &Error) -> &'static str {
-    use ErrorType::*;
-    match e.etype() {
-        ConnectTimedout | ReadTimedout | WriteTimedout | TLSHandshakeTimedout => "timeout",
-        ConnectRefused | ConnectNoRoute | ConnectError | BindError | SocketError => "connect",
-        TLSHandshakeFailure | HandshakeError | InvalidCert => "tls",
-        ReadError | ConnectionClosed | InvalidHTTPHeader | H1Error | H2Error | InvalidH2 => "read",
-        WriteError => "write",
-        _ => "other",
     }
 }
 
@@ -350,47 +339,7 @@ impl ProxyHttp for Edge {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        let route = ctx.route.map(|i| self.snap.router.get(i)).ok_or_else(|| {
-            Error::explain(ErrorType::InternalError, "upstream_peer without a route")
-        })?;
-        let pool = self.snap.pools.get(route.upstream);
-        let client_ip = ctx
-            .client
-            .as_ref()
-            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.ip);
-        let key = pool
-            .hash_key()
-            .map(|k| k.extract(session.req_header(), client_ip))
-            .unwrap_or_default();
-        match pool.select(&key, &ctx.upstream.failed) {
-            Some(addr) => {
-                ctx.upstream.tried.push(addr);
-                ctx.upstream.started = Some(std::time::Instant::now());
-                pool.requests_metric.inc();
-                let upgrade = session.is_upgrade_req();
-                let mut peer = pool.peer(addr, upgrade);
-                if upgrade || route.streaming {
-                    // Long-lived: reads may legitimately wait this long.
-                    peer.options.read_timeout = Some(route.stream_idle_timeout);
-                    session.set_read_timeout(Some(route.stream_idle_timeout));
-                }
-                Ok(peer)
-            }
-            None => {
-                metrics::UPSTREAM_ERRORS
-                    .with_label_values(&[&pool.name, "no_backend"])
-                    .inc();
-                let status = if ctx.upstream.failed.is_empty() {
-                    503
-                } else {
-                    502
-                };
-                Error::e_explain(
-                    ErrorType::HTTPStatus(status),
-                    format!("no usable backend in upstream {}", pool.name),
-                )
-            }
-        }
+        attempts::pick(&self.snap, session, ctx)
     }
 
     /// Connection to a backend failed: nothing was sent, so any method may be
@@ -400,37 +349,9 @@ impl ProxyHttp for Edge {
         _session: &mut Session,
         _peer: &HttpPeer,
         ctx: &mut RequestCtx,
-        mut e: Box<Error>,
+        e: Box<Error>,
     ) -> Box<Error> {
-        let Some(route) = ctx.route.map(|i| self.snap.router.get(i)) else {
-            return e;
-        };
-        let pool = self.snap.pools.get(route.upstream);
-        let kind = error_kind(&e);
-        metrics::UPSTREAM_ERRORS
-            .with_label_values(&[&pool.name, kind])
-            .inc();
-        if let Some(stats) = ctx.upstream.current().and_then(|a| pool.stats(a)) {
-            stats.error();
-        }
-        if kind == "tls" {
-            // The client only ever sees a 502; the reason is for the operator.
-            log::warn!(
-                "request {}: TLS to a backend of upstream {} failed: {e}",
-                ctx.request_id,
-                pool.name
-            );
-        }
-        if let Some(addr) = ctx.upstream.current() {
-            ctx.upstream.failed.push(addr);
-        }
-        if ctx.upstream.tried.len() <= pool.retries {
-            pool.retries_metric.inc();
-            e.set_retry(true);
-        } else {
-            e.set_retry(false);
-        }
-        e
+        attempts::failed_to_connect(&self.snap, ctx, e)
     }
 
     /// A failure after the request went out: counted; retried (by Pingora's
@@ -443,25 +364,7 @@ impl ProxyHttp for Edge {
         ctx: &mut RequestCtx,
         client_reused: bool,
     ) -> Box<Error> {
-        if let Some(route) = ctx.route.map(|i| self.snap.router.get(i)) {
-            let pool = self.snap.pools.get(route.upstream);
-            if e.esource() == &ErrorSource::Upstream {
-                metrics::UPSTREAM_ERRORS
-                    .with_label_values(&[&pool.name, error_kind(&e)])
-                    .inc();
-                if let Some(stats) = ctx.upstream.current().and_then(|a| pool.stats(a)) {
-                    stats.error();
-                }
-            }
-        }
-        let mut e = e.more_context(format!("Peer: {peer}"));
-        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
-        {
-            e.set_retry(false);
-        } else {
-            e.retry.decide_reuse(client_reused);
-        }
-        e
+        attempts::failed_after_sending(&self.snap, peer, session, e, ctx, client_reused)
     }
 
     /// Rewrites the target if the route strips its prefix, then sets the
