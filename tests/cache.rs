@@ -715,4 +715,9 @@ fn request_max_stale_accepts_stale_copies_unless_the_origin_forbids() {
     fetch(&p, "/m", &strict, &[]);
     fetch(&p, "/m", &strict, &[("Cache-Control", "max-stale")]);
     assert_eq!(o.hits(), 4);
+    // Nor a response stored with no-cache (it must always be revalidated).
+    let no_cache = ["Cache-Control: no-cache", "ETag: \"v1\""];
+    fetch(&p, "/n", &no_cache, &[]);
+    fetch(&p, "/n", &no_cache, &[("Cache-Control", "max-stale")]);
+    assert_eq!(o.hits(), 6);
 }

@@ -23,7 +23,7 @@ fn clients_get_their_coding_from_one_stored_copy() {
     let o = Origin::start("o");
     let p = Parapet::in_front_of(
         &o.address(),
-        "routes:\n  - {match: {path_prefix: /plain}, upstream: o}\n  - {upstream: o, compression: true, cache: {enabled: true}}\n\
+        "routes:\n  - {match: {path_prefix: /plain}, upstream: o}\n  - {match: {path_prefix: /vary}, upstream: o, cache: {enabled: true}}\n  - {upstream: o, compression: true, cache: {enabled: true}}\n\
          compression:\n  min_size: 100B\n",
     );
     // Padding makes the echoed body comfortably over min_size.
@@ -104,4 +104,14 @@ fn clients_get_their_coding_from_one_stored_copy() {
         r.echo().headers_named("accept-encoding"),
         ["gzip;q=0.5, br"]
     );
+    // ...and its cache varies on what the client sent, not on the edge's
+    // normalised form: `deflate` (which the edge cannot produce) and no
+    // header at all are different variants.
+    let vary = ("X-Respond", "Vary: Accept-Encoding");
+    let before = o.hits();
+    p.get("/vary/x", &[CACHED, vary, ("Accept-Encoding", "deflate")]);
+    let r = p.get("/vary/x", &[CACHED, vary]);
+    assert_eq!(o.hits(), before + 2, "{:?}", r.header("cache-status"));
+    let r = p.get("/vary/x", &[CACHED, vary, ("Accept-Encoding", "deflate")]);
+    assert!(r.header("cache-status").unwrap().contains("hit"));
 }

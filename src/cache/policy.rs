@@ -123,7 +123,7 @@ pub fn request_directives(req: &HeaderMap) -> Directives {
 
 /// The directives the cache obeys: a valid targeted field replaces
 /// `Cache-Control` and `Expires` entirely (RFC 9213 §2.2).
-fn response_directives(resp: &HeaderMap, policy: &RoutePolicy) -> (Directives, bool) {
+pub fn response_directives(resp: &HeaderMap, policy: &RoutePolicy) -> (Directives, bool) {
     if let Some(field) = &policy.targeted_field {
         if let Some(d) = Directives::parse(resp.get_all(field).iter().map(|v| v.as_bytes())) {
             return (d, true);

@@ -76,9 +76,15 @@ pub fn cache_key(session: &Session, ctx: &RequestCtx, route: &RouteCache) -> Cac
 
 /// `cache_hit_filter`: request directives that refuse what is stored
 /// (`no-cache`, `max-age`, `min-fresh`), or accept it stale (`max-stale`,
-/// RFC 9111 §5.2.1.2: not when the response says `must-revalidate`,
-/// `proxy-revalidate` or `s-maxage`).
-pub fn hit_filter(session: &Session, meta: &CacheMeta, is_fresh: bool) -> Option<ForcedFreshness> {
+/// RFC 9111 §5.2.1.2: not when the stored response, by the directives the
+/// cache obeys, says `no-cache`, `must-revalidate`, `proxy-revalidate` or
+/// `s-maxage`).
+pub fn hit_filter(
+    session: &Session,
+    meta: &CacheMeta,
+    is_fresh: bool,
+    route: &RouteCache,
+) -> Option<ForcedFreshness> {
     let cc = policy::request_directives(&session.req_header().headers);
     let now = SystemTime::now();
     let age = meta.age().as_secs();
@@ -94,7 +100,7 @@ pub fn hit_filter(session: &Session, meta: &CacheMeta, is_fresh: bool) -> Option
         .min_fresh
         .is_some_and(|s| !seconds_allow(s, |min| remaining >= min));
     if !is_fresh {
-        return accept_stale(&cc, meta, now).then_some(ForcedFreshness::ForceFresh);
+        return accept_stale(&cc, meta, now, route).then_some(ForcedFreshness::ForceFresh);
     }
     (cc.no_cache || too_old || too_close).then_some(ForcedFreshness::ForceExpired)
 }
@@ -103,6 +109,7 @@ fn accept_stale(
     cc: &crate::cache::directives::Directives,
     meta: &CacheMeta,
     now: SystemTime,
+    route: &RouteCache,
 ) -> bool {
     let Some(max_stale) = cc.max_stale else {
         return false;
@@ -110,8 +117,12 @@ fn accept_stale(
     if cc.no_cache {
         return false;
     }
-    let stored = policy::request_directives(meta.headers());
-    if stored.must_revalidate || stored.proxy_revalidate || stored.s_maxage.is_some() {
+    let (stored, _) = policy::response_directives(meta.headers(), &route.policy);
+    if stored.no_cache
+        || stored.must_revalidate
+        || stored.proxy_revalidate
+        || stored.s_maxage.is_some()
+    {
         return false;
     }
     let stale_for = now

@@ -52,24 +52,30 @@ pub fn on_request(session: &mut Session, ctx: &mut RequestCtx, c: &Compression) 
     Ok(())
 }
 
-/// What the origin is asked for: `identity` on compressing routes (one
-/// stored variant, encoded per client on the way out), otherwise exactly
-/// what the client sent.
-pub fn upstream_request(
-    req: &mut RequestHeader,
-    ctx: &RequestCtx,
-    route_compresses: bool,
-) -> Result<()> {
-    let Some(original) = &ctx.accept_encoding else {
+/// Once routed (`request_filter`, after the module has read the normalised
+/// header): a route that does not compress gets the client's own
+/// `Accept-Encoding` back, so that the origin and the cache's Vary handling
+/// see exactly what the client sent.
+pub fn routed(session: &mut Session, ctx: &mut RequestCtx, route_compresses: bool) -> Result<()> {
+    if route_compresses {
+        return Ok(());
+    }
+    let Some(original) = ctx.accept_encoding.take() else {
         return Ok(());
     };
+    let req = session.req_header_mut();
     req.remove_header(&ACCEPT_ENCODING);
+    for v in original {
+        req.append_header(ACCEPT_ENCODING, v)?;
+    }
+    Ok(())
+}
+
+/// What the origin of a compressing route is asked for: `identity` (one
+/// stored variant, encoded per client on the way out).
+pub fn upstream_request(req: &mut RequestHeader, route_compresses: bool) -> Result<()> {
     if route_compresses {
         req.insert_header(ACCEPT_ENCODING, "identity")?;
-    } else {
-        for v in original {
-            req.append_header(ACCEPT_ENCODING, v.clone())?;
-        }
     }
     Ok(())
 }
@@ -84,6 +90,10 @@ pub fn on_response(
     route_compresses: bool,
     c: &Compression,
 ) {
+    if resp.status.is_informational() {
+        // 100 Continue, 103 Early Hints: the final response decides.
+        return;
+    }
     let header = |name| resp.headers.get(name).and_then(|v| v.to_str().ok());
     let no_transform = resp
         .headers

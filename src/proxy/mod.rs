@@ -172,6 +172,7 @@ impl ProxyHttp for Edge {
             Admission::Route(index, slots) => {
                 ctx.route = Some(index);
                 ctx.slots = slots;
+                compression::routed(session, ctx, self.snap.router.get(index).compression)?;
                 if let Some(port) = ctx
                     .listener
                     .and_then(|i| self.snap.listeners[i].redirect_https)
@@ -279,9 +280,11 @@ impl ProxyHttp for Edge {
         meta: &CacheMeta,
         _hit_handler: &mut HitHandler,
         is_fresh: bool,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> Result<Option<ForcedFreshness>> {
-        Ok(caching::hit_filter(session, meta, is_fresh))
+        Ok(self
+            .caching(ctx)
+            .and_then(|(_, route)| caching::hit_filter(session, meta, is_fresh, route)))
     }
 
     /// `Cache-Control: only-if-cached` that missed: 504, never the origin.
@@ -398,7 +401,7 @@ impl ProxyHttp for Edge {
                 &ctx.request_id,
             )?;
         }
-        compression::upstream_request(upstream_request, ctx, route.compression)?;
+        compression::upstream_request(upstream_request, route.compression)?;
         route.request_headers.apply_request(upstream_request)
     }
 
