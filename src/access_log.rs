@@ -62,8 +62,8 @@ enum Sink {
 pub struct AccessLog {
     format: Format,
     sink: Sink,
-    /// Log one request in `every` (1: all).
-    every: u64,
+    /// Fraction of requests logged (5xx aside).
+    sample: f64,
     counter: AtomicU64,
     pub include_backend: bool,
 }
@@ -129,29 +129,24 @@ impl AccessLog {
         if !cfg.enabled {
             return None;
         }
-        let every = if cfg.sample <= 0.0 {
-            u64::MAX
-        } else {
-            (1.0 / cfg.sample).round().max(1.0) as u64
-        };
         Some(AccessLog {
             format,
             sink,
-            every,
+            sample: cfg.sample.clamp(0.0, 1.0),
             counter: AtomicU64::new(0),
             include_backend: cfg.include_backend,
         })
     }
 
-    /// Whether this request's line is written (sampling; 5xx always).
+    /// Whether this request's line is written (sampling; 5xx always). The
+    /// n-th request is kept when `floor(n * sample)` steps up, so exactly that
+    /// fraction of requests is logged, evenly spread.
     pub fn wants(&self, status: u16) -> bool {
-        if status >= 500 || self.every == 1 {
+        if status >= 500 || self.sample >= 1.0 {
             return true;
         }
-        if self.every == u64::MAX {
-            return false;
-        }
-        self.counter.fetch_add(1, Ordering::Relaxed) % self.every == 0
+        let n = self.counter.fetch_add(1, Ordering::Relaxed) as f64;
+        ((n + 1.0) * self.sample).floor() > (n * self.sample).floor()
     }
 
     pub fn write(&self, e: &Entry) {
@@ -392,6 +387,12 @@ mod tests {
         let log = AccessLog::build(Some(&cfg), &mut ConfigErrors::default()).unwrap();
         let kept = (0..1000).filter(|_| log.wants(200)).count();
         assert_eq!(kept, 250);
+        let cfg = AccessLogConfig {
+            sample: 0.75,
+            ..AccessLogConfig::default()
+        };
+        let log = AccessLog::build(Some(&cfg), &mut ConfigErrors::default()).unwrap();
+        assert_eq!((0..1000).filter(|_| log.wants(200)).count(), 750);
         assert!((0..10).all(|_| log.wants(502)));
         let off = AccessLogConfig {
             sample: 0.0,

@@ -88,6 +88,7 @@ pub fn build(opt: Opt, mut snap: Snapshot) -> Server {
     }
 
     for pool in snap.pools.iter() {
+        pool.seed_health_metrics();
         if let Some(service) = pool.health_service() {
             server.add_boxed_service(service);
         }

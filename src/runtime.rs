@@ -67,6 +67,8 @@ pub struct Snapshot {
     pub access_log: Option<crate::access_log::AccessLog>,
     /// The file this snapshot was loaded from.
     pub source: Option<std::path::PathBuf>,
+    /// That file's text as loaded (what the admin API shows, redacted).
+    pub source_text: Option<String>,
     /// When this generation started serving.
     pub started: std::time::SystemTime,
 }
@@ -83,6 +85,9 @@ impl Snapshot {
         match Snapshot::build(&raw) {
             Ok(mut snap) => {
                 snap.source = Some(path.to_path_buf());
+                // Read again right after a successful load: the file this
+                // generation runs, not whatever it is edited into later.
+                snap.source_text = std::fs::read_to_string(path).ok();
                 errs.into_result(snap)
             }
             Err(more) => {
@@ -164,6 +169,7 @@ impl Snapshot {
             .and_then(|r| RateLimiter::build(r, "rate_limit", &mut errs));
         let cache = CacheSettings::build(raw.cache.as_ref(), &mut errs);
         let caching = router.iter().any(|r| r.cache.is_some());
+        let admin_token = admin_token(raw.admin.as_ref(), &mut errs);
         let error_pages =
             crate::error_pages::ErrorPages::build(raw.error_pages.as_ref(), &mut errs);
         let compression =
@@ -184,13 +190,14 @@ impl Snapshot {
             reputation,
             h2,
             admin,
-            admin_token: raw.admin.as_ref().and_then(|a| a.token.clone()),
+            admin_token,
             cache,
             caching,
             error_pages,
             compression,
             access_log,
             source: None,
+            source_text: None,
             started: std::time::SystemTime::now(),
         })
     }
@@ -202,6 +209,7 @@ fn build_listener(
     errs: &mut ConfigErrors,
 ) -> Listener {
     let at = |key: &str| format!("listeners[{}].{key}", l.position);
+    let before = errs.len();
     let tls = l.tls.as_ref().and_then(|t| {
         let built = crate::tls::listener::ListenerTls::build(t, &at("tls"), errs)?;
         // Build the acceptor once now, so that anything OpenSSL refuses is a
@@ -214,6 +222,10 @@ fn build_listener(
             }
         }
     });
+    if l.tls.is_some() && tls.is_none() && errs.len() == before {
+        // Never fall back to plaintext on a port meant for TLS.
+        errs.push(at("tls"), "TLS could not be set up");
+    }
     if l.tls.is_some() && l.h2c {
         errs.push(
             at("h2c"),
@@ -253,6 +265,21 @@ impl Snapshot {
                     .position(|l| l.addr.ip().is_unspecified() && l.addr.port() == local.port())
             })
     }
+}
+
+/// Shortest admin token accepted: an empty one would let every request in.
+const MIN_TOKEN: usize = 12;
+
+fn admin_token(admin: Option<&config::AdminConfig>, errs: &mut ConfigErrors) -> Option<String> {
+    let token = admin?.token.clone()?;
+    if token.len() < MIN_TOKEN || token.trim() != token {
+        errs.push(
+            "admin.token",
+            format!("must be at least {MIN_TOKEN} characters, without surrounding spaces"),
+        );
+        return None;
+    }
+    Some(token)
 }
 
 fn parse_listen_addr(text: &str) -> Result<SocketAddr, String> {
@@ -318,6 +345,22 @@ mod tests {
             "routes[0].upstream: no upstream named \"ghost\"",
         ] {
             assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn admin_tokens_must_not_be_guessable_by_omission() {
+        for token in ["\"\"", "short", "\" padded-but-long-enough \""] {
+            let raw = config::parse(&format!(
+                "listeners: [{{address: 127.0.0.1:8080}}]\nadmin: {{address: 127.0.0.1:9901, token: {token}}}\n\
+                 upstreams: {{app: {{backends: [{{address: 127.0.0.1:9000}}]}}}}\nroutes: [{{upstream: app}}]\n"
+            ))
+            .unwrap();
+            let text = Snapshot::build(&raw).err().unwrap().to_string();
+            assert!(
+                text.contains("admin.token: must be at least"),
+                "{token}: {text}"
+            );
         }
     }
 

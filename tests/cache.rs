@@ -469,7 +469,7 @@ fn purge_by_url_prefix_and_surrogate_key_hard_and_soft() {
             o.address()
         ),
     )
-    .replace("admin:\n", "admin:\n  token: \"t0k3n\"\n");
+    .replace("admin:\n", "admin:\n  token: \"t0k3n-for-tests\"\n");
     let p = Parapet::start_with(&ports, &yaml);
     let cached = |path: &str, tags: &str| {
         let keys = format!("Surrogate-Key: {tags}");
@@ -500,13 +500,17 @@ fn purge_by_url_prefix_and_surrogate_key_hard_and_soft() {
         purge(&p, "url=http://localhost/solo", Some("wrong")).status,
         401
     );
-    assert_eq!(purge(&p, "bogus=1", Some("t0k3n")).status, 400);
+    assert_eq!(purge(&p, "bogus=1", Some("t0k3n-for-tests")).status, 400);
 
-    let r = purge(&p, "url=http%3A%2F%2Flocalhost%2Fsolo", Some("t0k3n"));
+    let r = purge(
+        &p,
+        "url=http%3A%2F%2Flocalhost%2Fsolo",
+        Some("t0k3n-for-tests"),
+    );
     assert_eq!((r.status, r.text().trim()), (200, "{\"purged\": 1}"));
     assert!(cached("/solo", "x").contains("fwd=miss"), "purged by URL");
 
-    let r = purge(&p, "tag=product-2", Some("t0k3n"));
+    let r = purge(&p, "tag=product-2", Some("t0k3n-for-tests"));
     assert_eq!(r.text().trim(), "{\"purged\": 1}");
     assert!(cached("/p/2", "product-2 all").contains("fwd=miss"));
     assert!(
@@ -514,13 +518,13 @@ fn purge_by_url_prefix_and_surrogate_key_hard_and_soft() {
         "other tags untouched"
     );
 
-    let r = purge(&p, "prefix=http://localhost/p/", Some("t0k3n"));
+    let r = purge(&p, "prefix=http://localhost/p/", Some("t0k3n-for-tests"));
     assert_eq!(r.text().trim(), "{\"purged\": 2}");
     assert!(cached("/q/1", "other").contains("hit"));
 
     // Soft purge: stale, revalidated with the stored validator (304 from origin).
     cached("/p/1", "product-1 all");
-    let r = purge(&p, "tag=all&soft=1", Some("t0k3n"));
+    let r = purge(&p, "tag=all&soft=1", Some("t0k3n-for-tests"));
     assert_eq!(
         r.text().trim(),
         "{\"purged\": 1}",

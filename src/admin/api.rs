@@ -13,7 +13,6 @@
 use super::overview;
 use crate::runtime::Snapshot;
 use http::StatusCode;
-use std::path::Path;
 
 pub struct Answer {
     pub status: StatusCode,
@@ -52,7 +51,7 @@ pub fn get(snap: &Snapshot, path: &str) -> Option<Answer> {
             Some(c) => json(&c),
             None => text(StatusCode::NOT_FOUND, "no route caches\n".into()),
         },
-        "/api/config" => match snap.source.as_deref().map(config_text_redacted) {
+        "/api/config" => match snap.source_text.as_deref().map(config_text_redacted) {
             Some(Ok(yaml)) => Answer {
                 status: StatusCode::OK,
                 content_type: "application/yaml",
@@ -106,28 +105,54 @@ pub fn reload(snap: &Snapshot) -> Answer {
 const SECRET_KEYS: [&str; 4] = ["token", "password", "secret", "passphrase"];
 
 /// The config file as YAML with secret values replaced by `<redacted>`.
-fn config_text_redacted(path: &Path) -> Result<String, String> {
-    fn redact(v: &mut serde_yaml::Value) {
+/// The config text with secrets replaced by `<redacted>`: values of keys
+/// named like secrets, and every header value a route sets (they often carry
+/// origin credentials: `Authorization`, API keys, cookies).
+fn config_text_redacted(text: &str) -> Result<String, String> {
+    fn redact(v: &mut serde_yaml::Value, all: bool) {
         match v {
             serde_yaml::Value::Mapping(m) => {
                 for (k, v) in m.iter_mut() {
-                    let secret = k
-                        .as_str()
-                        .is_some_and(|k| SECRET_KEYS.iter().any(|s| k.eq_ignore_ascii_case(s)));
+                    let key = k.as_str().unwrap_or("");
+                    let secret = all || SECRET_KEYS.iter().any(|s| key.eq_ignore_ascii_case(s));
                     if secret && !v.is_mapping() && !v.is_sequence() {
                         *v = serde_yaml::Value::String("<redacted>".into());
                     } else {
-                        redact(v);
+                        // `request_headers: {set: {...}}` and `response_headers`.
+                        let headers = key.ends_with("_headers");
+                        redact(v, all);
+                        if headers {
+                            if let Some(set) = v.get_mut("set") {
+                                redact(set, true);
+                            }
+                        }
                     }
                 }
             }
-            serde_yaml::Value::Sequence(s) => s.iter_mut().for_each(redact),
+            serde_yaml::Value::Sequence(s) => s.iter_mut().for_each(|x| redact(x, all)),
             _ => {}
         }
     }
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut doc: serde_yaml::Value =
-        serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    redact(&mut doc);
+    let mut doc: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
+    redact(&mut doc, false);
     serde_yaml::to_string(&doc).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::config_text_redacted;
+
+    #[test]
+    fn secrets_and_route_header_values_are_redacted() {
+        let out = config_text_redacted(
+            "admin: {address: 127.0.0.1:1, token: hunter2-hunter2}\n\
+             routes:\n  - upstream: o\n    request_headers:\n      set: {Authorization: Bearer origin-secret}\n      remove: [Cookie]\n",
+        )
+        .unwrap();
+        assert!(!out.contains("hunter2"), "{out}");
+        assert!(!out.contains("origin-secret"), "{out}");
+        assert!(out.contains("Authorization: <redacted>"), "{out}");
+        assert!(out.contains("- Cookie"), "names stay visible: {out}");
+        assert!(out.contains("upstream: o"), "{out}");
+    }
 }

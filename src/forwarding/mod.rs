@@ -147,8 +147,22 @@ impl Forwarding {
         let Some(name) = &self.client_cert_header else {
             return Ok(());
         };
-        if req.headers.contains_key(name) {
-            req.remove_header(name);
+        // Also the same name with `_` for `-`: many application servers
+        // (CGI-style HTTP_X_...) read both as one header.
+        let forged: Vec<http::HeaderName> = req
+            .headers
+            .keys()
+            .filter(|k| {
+                k.as_str().len() == name.as_str().len()
+                    && k.as_str()
+                        .bytes()
+                        .zip(name.as_str().bytes())
+                        .all(|(a, b)| a == b || (a == b'_' && b == b'-'))
+            })
+            .cloned()
+            .collect();
+        for k in forged {
+            req.remove_header(&k);
         }
         if let Some(subject) = verified_subject {
             req.insert_header(name.clone(), subject)?;

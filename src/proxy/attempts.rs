@@ -36,9 +36,15 @@ pub fn pick(snap: &Snapshot, session: &mut Session, ctx: &mut RequestCtx) -> Res
             let upgrade = session.is_upgrade_req();
             let mut peer = pool.peer(addr, upgrade);
             if upgrade || route.streaming {
-                // Long-lived: reads may legitimately wait this long.
+                // Long-lived: reads from the origin may legitimately wait
+                // this long. The client side gets it for a streaming route
+                // now, for an upgrade only once the origin has agreed (101,
+                // in `response_filter`): an `Upgrade` header alone must not
+                // buy a client an hour to trickle a body.
                 peer.options.read_timeout = Some(route.stream_idle_timeout);
-                session.set_read_timeout(Some(route.stream_idle_timeout));
+                if route.streaming {
+                    session.set_read_timeout(Some(route.stream_idle_timeout));
+                }
             }
             Ok(peer)
         }

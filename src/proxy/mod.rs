@@ -454,6 +454,9 @@ impl ProxyHttp for Edge {
         let route = ctx.route.map(|i| self.snap.router.get(i));
         if let Some(route) = route {
             route.response_headers.apply_response(upstream_response)?;
+            if upstream_response.status == http::StatusCode::SWITCHING_PROTOCOLS {
+                session.set_read_timeout(Some(route.stream_idle_timeout));
+            }
         }
         if let Some(c) = &self.snap.compression {
             let on = route.is_some_and(|r| r.compression);

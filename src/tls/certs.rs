@@ -76,7 +76,13 @@ pub fn load(cfg: &CertificateConfig, yaml_path: &str, errs: &mut ConfigErrors) -
             return None;
         }
     }
-    let now = Asn1Time::days_from_now(0).ok()?;
+    let Ok(now) = Asn1Time::days_from_now(0) else {
+        errs.push(
+            &cert_path,
+            "cannot read the clock to check the validity period",
+        );
+        return None;
+    };
     if leaf.not_after() < now {
         errs.push(
             &cert_path,

@@ -52,6 +52,13 @@ impl UpstreamTransport {
             errs.push(at("protocol"), "h2c is cleartext; with `tls` use http2");
         }
         let tls = tls.map(|cfg| {
+            if cfg.verify && cfg.sni.as_deref().is_some_and(|s| s.trim().is_empty()) {
+                // Pingora would skip verification entirely for an empty SNI.
+                errs.push(
+                    at("tls.sni"),
+                    "an empty name cannot be verified; name the certificate (or tls.verify: false)",
+                );
+            }
             if cfg.verify && cfg.sni.is_none() {
                 for (i, a) in addresses.iter().enumerate() {
                     if host_of(a).parse::<IpAddr>().is_ok() {

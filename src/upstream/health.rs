@@ -80,7 +80,7 @@ impl HealthPlan {
     pub fn check(
         &self,
         observer: HealthMetrics,
-        tls: Option<(&crate::tls::upstream::UpstreamTransport, String)>,
+        tls: Option<(&crate::tls::upstream::UpstreamTransport, String, bool)>,
     ) -> Box<dyn HealthCheck + Send + Sync> {
         match self.kind {
             HealthCheckKind::Tcp => {
@@ -95,9 +95,12 @@ impl HealthPlan {
             HealthCheckKind::Http => {
                 let host = self.host.clone().unwrap_or_else(|| "localhost".into());
                 let mut hc = HttpHealthCheck::new(&host, tls.is_some());
-                if let Some((transport, sni)) = tls {
+                if let Some((transport, sni, one_name)) = tls {
                     hc.peer_template.sni = sni;
                     transport.apply(&mut hc.peer_template, false);
+                    if !one_name {
+                        hc.peer_template.options.verify_hostname = false;
+                    }
                 }
                 // A path that passed validation always builds a request.
                 if let Ok(mut req) = RequestHeader::build("GET", self.path.as_bytes(), None) {

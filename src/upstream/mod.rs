@@ -176,12 +176,14 @@ impl Pool {
                 ext: Default::default(),
             })
             .collect();
-        // Health checks over TLS use the first backend's server name.
+        // One health check serves the whole pool, with one server name: the
+        // first backend's. Backends with other names then get their chain
+        // verified but not their name (see health.rs), rather than being
+        // marked down for a name they were never meant to have.
         let health_tls = transport.is_tls().then(|| {
-            (
-                &transport,
-                backends.first().map(|b| b.sni.clone()).unwrap_or_default(),
-            )
+            let first = backends.first().map(|b| b.sni.clone()).unwrap_or_default();
+            let one_name = backends.iter().all(|b| b.sni == first);
+            (&transport, first, one_name)
         });
         let observer = || HealthMetrics {
             upstream: name.to_string(),
@@ -204,11 +206,6 @@ impl Pool {
                 health_tls.clone(),
             ))),
         };
-        for b in &backends {
-            metrics::BACKEND_HEALTHY
-                .with_label_values(&[name, &b.label, &b.region])
-                .set(1);
-        }
         let total_weight: usize = backends.iter().map(|b| b.weight).sum();
         Some(Pool {
             name: name.to_string(),
@@ -241,6 +238,17 @@ impl Pool {
             Balancer::Hash(lb) => lb.select_with(key, self.max_iterations, accept),
         };
         chosen.and_then(|b| b.addr.as_inet().copied())
+    }
+
+    /// Starts every backend's `parapet_backend_healthy` at 1 (health checks
+    /// only report changes). Called by the process that serves this pool,
+    /// never by one that only validates a config.
+    pub fn seed_health_metrics(&self) {
+        for b in &self.backends {
+            metrics::BACKEND_HEALTHY
+                .with_label_values(&[&self.name, &b.label, &b.region])
+                .set(1);
+        }
     }
 
     /// The counters of backend `addr`.
@@ -302,7 +310,7 @@ fn load_balancer<S>(
     set: BTreeSet<Backend>,
     health: Option<&HealthPlan>,
     observer: HealthMetrics,
-    tls: Option<(&crate::tls::upstream::UpstreamTransport, String)>,
+    tls: Option<(&crate::tls::upstream::UpstreamTransport, String, bool)>,
 ) -> LoadBalancer<S>
 where
     S: BackendSelection + 'static,
