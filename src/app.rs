@@ -26,6 +26,9 @@ use std::sync::Arc;
 /// this waits to receive the listening sockets of the previous generation.
 pub fn build(opt: Opt, mut snap: Snapshot) -> Server {
     let conf = std::mem::take(&mut snap.server);
+    // Pingora owns the ServerConf from here; keep the handoff path for the
+    // status page's reload history.
+    snap.server.upgrade_sock = conf.upgrade_sock.clone();
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
     let phases = server.watch_execution_phase();

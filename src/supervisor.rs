@@ -116,6 +116,16 @@ impl Supervisor {
         if self.history.len() > HISTORY {
             self.history.remove(0);
         }
+        // The serving generation reads this file for its status page, so a
+        // refused or failed reload shows there too (the environment only
+        // carries what happened before a generation started).
+        let path = history_file(&self.upgrade_sock);
+        let tmp = path.with_extension("tmp");
+        let written = std::fs::write(&tmp, self.history.join("\n"))
+            .and_then(|()| std::fs::rename(&tmp, &path));
+        if let Err(e) = written {
+            log::debug!("cannot write {}: {e}", path.display());
+        }
     }
 
     fn spawn(&self, upgrade: bool) -> io::Result<i32> {
@@ -296,6 +306,14 @@ impl Supervisor {
         }
         log::info!("reload: generation pid {new} took over from pid {old}");
     }
+}
+
+/// Where the supervisor keeps its recent history: beside the handoff socket,
+/// a path the supervisor and every generation know.
+pub fn history_file(upgrade_sock: &Path) -> PathBuf {
+    let mut name = upgrade_sock.as_os_str().to_owned();
+    name.push(".history");
+    PathBuf::from(name)
 }
 
 /// (device, inode) of the upgrade socket file, if it exists: a new

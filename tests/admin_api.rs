@@ -38,7 +38,7 @@ fn api(p: &Parapet, method: &str, path: &str, token: Option<&str>) -> Response {
 fn api_needs_the_token_and_reports_pools_cache_and_config() {
     let o = Origin::start("o");
     let ports = Ports::new();
-    let p = Parapet::supervise_with(&ports, &config(&ports, &o, 1));
+    let mut p = Parapet::supervise_with(&ports, &config(&ports, &o, 1));
     for path in ["/api/pools", "/api/cache", "/api/config", "/api/status"] {
         let r = api(&p, "GET", path, None);
         assert_eq!(r.status, 401, "{path}");
@@ -94,6 +94,14 @@ fn api_needs_the_token_and_reports_pools_cache_and_config() {
         "{}",
         r.text()
     );
+    assert_eq!(p.get("/x", &[]).header("x-gen"), Some("1"));
+    // The same file by SIGHUP: the supervisor refuses it, and the serving
+    // generation's status shows that.
+    p.signal(SIGHUP);
+    wait_until(Duration::from_secs(10), "the refusal in the status", || {
+        String::from_utf8_lossy(&api(&p, "GET", "/api/status", Some(TOKEN)).body)
+            .contains("reload refused: ")
+    });
     assert_eq!(p.get("/x", &[]).header("x-gen"), Some("1"));
     // A good file: accepted, and the next generation takes over.
     p.write_config(&config(&ports, &o, 2));
