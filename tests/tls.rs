@@ -89,6 +89,18 @@ fn sni_picks_the_certificate_old_versions_are_refused_and_h2_is_negotiated() {
         r.header("strict-transport-security"),
         Some("max-age=600; includeSubDomains")
     );
+    // The edge's own pages on that listener carry it too.
+    let stream = verified.clone().sni("a.test").connect(tls_addr).unwrap();
+    let r = request_over(
+        stream,
+        "POST",
+        "/",
+        &[("Host", "a.test"), ("Content-Length", "5, 5")],
+        b"hello",
+    )
+    .unwrap();
+    assert_eq!(r.status, 400);
+    assert!(r.header("strict-transport-security").is_some());
     // ...but not on the plain listener.
     let plain = p.get("/hello", &[]);
     assert_eq!(plain.echo().header("x-forwarded-proto"), Some("http"));

@@ -29,19 +29,27 @@ pub fn reason_for(status: u16) -> &'static str {
     }
 }
 
-fn build(
-    status: u16,
-    pages: &ErrorPages,
-    request_id_header: &http::HeaderName,
-    request_id: &str,
-) -> Result<(ResponseHeader, Bytes)> {
+/// What every page the edge writes carries, beyond its status.
+pub struct Page<'a> {
+    pub pages: &'a ErrorPages,
+    pub request_id_header: &'a http::HeaderName,
+    pub request_id: &'a str,
+    /// `Strict-Transport-Security` of the listener, if it sets one.
+    pub hsts: Option<&'a http::HeaderValue>,
+}
+
+fn build(status: u16, page: &Page) -> Result<(ResponseHeader, Bytes)> {
+    let (request_id_header, request_id) = (page.request_id_header, page.request_id);
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let (content_type, body) = pages.render(code.as_u16(), request_id);
+    let (content_type, body) = page.pages.render(code.as_u16(), request_id);
     let mut resp = ResponseHeader::build(code, Some(4))?;
     resp.insert_header(http::header::CONTENT_TYPE, content_type)?;
     resp.insert_header("content-length", body.len())?;
     resp.insert_header("cache-control", "no-store")?;
     resp.insert_header(request_id_header.clone(), request_id)?;
+    if let Some(hsts) = page.hsts {
+        resp.insert_header(http::header::STRICT_TRANSPORT_SECURITY, hsts)?;
+    }
     Ok((resp, body))
 }
 
@@ -50,12 +58,10 @@ fn build(
 pub async fn respond(
     session: &mut Session,
     status: u16,
-    pages: &ErrorPages,
-    request_id_header: &http::HeaderName,
-    request_id: &str,
+    page: &Page<'_>,
     retry_after: Option<std::time::Duration>,
 ) -> Result<()> {
-    let (mut resp, body) = build(status, pages, request_id_header, request_id)?;
+    let (mut resp, body) = build(status, page)?;
     if let Some(wait) = retry_after {
         // Whole seconds, rounded up: never invite a retry that is still too early.
         let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
@@ -123,14 +129,8 @@ pub async fn redirect_https(
 
 /// Answers after a failure; does nothing if a response is already under way.
 /// The connection is closed afterwards (its state is unknown).
-pub async fn respond_error(
-    session: &mut Session,
-    status: u16,
-    pages: &ErrorPages,
-    request_id_header: &http::HeaderName,
-    request_id: &str,
-) -> Result<()> {
-    let (resp, body) = build(status, pages, request_id_header, request_id)?;
+pub async fn respond_error(session: &mut Session, status: u16, page: &Page<'_>) -> Result<()> {
+    let (resp, body) = build(status, page)?;
     let body = if session.req_header().method == http::Method::HEAD {
         Bytes::new()
     } else {

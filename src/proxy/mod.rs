@@ -86,6 +86,18 @@ impl Edge {
             .unwrap_or_else(|| "-".into())
     }
 
+    /// What the edge's own pages for this request carry.
+    fn page<'a>(&'a self, ctx: &'a RequestCtx) -> edge_response::Page<'a> {
+        edge_response::Page {
+            pages: &self.snap.error_pages,
+            request_id_header: &self.snap.forwarding.request_id_header,
+            request_id: &ctx.request_id,
+            hsts: ctx
+                .listener
+                .and_then(|i| self.snap.listeners[i].hsts.as_ref()),
+        }
+    }
+
     async fn answer(
         &self,
         session: &mut Session,
@@ -93,15 +105,7 @@ impl Edge {
         status: u16,
     ) -> Result<bool> {
         ctx.edge_reason = Some(edge_response::reason_for(status));
-        edge_response::respond(
-            session,
-            status,
-            &self.snap.error_pages,
-            &self.snap.forwarding.request_id_header,
-            &ctx.request_id,
-            None,
-        )
-        .await?;
+        edge_response::respond(session, status, &self.page(ctx), None).await?;
         Ok(true)
     }
 }
@@ -213,15 +217,8 @@ impl ProxyHttp for Edge {
                 } else {
                     rejection.reason
                 });
-                edge_response::respond(
-                    session,
-                    rejection.status,
-                    &self.snap.error_pages,
-                    &self.snap.forwarding.request_id_header,
-                    &ctx.request_id,
-                    retry_after,
-                )
-                .await?;
+                edge_response::respond(session, rejection.status, &self.page(ctx), retry_after)
+                    .await?;
                 Ok(true)
             }
         }
@@ -506,15 +503,7 @@ impl ProxyHttp for Edge {
         };
         if code > 0 {
             ctx.edge_reason = Some(edge_response::reason_for(code));
-            if let Err(err) = edge_response::respond_error(
-                session,
-                code,
-                &self.snap.error_pages,
-                &self.snap.forwarding.request_id_header,
-                &ctx.request_id,
-            )
-            .await
-            {
+            if let Err(err) = edge_response::respond_error(session, code, &self.page(ctx)).await {
                 log::debug!(
                     "request {}: could not send the error page: {err}",
                     ctx.request_id
