@@ -69,8 +69,16 @@ fn api_needs_the_token_and_reports_pools_cache_and_config() {
     assert_eq!(backend["errors"], 0);
     assert!(backend["latency_ms"].as_f64().unwrap() > 0.0);
 
-    let cache: serde_json::Value =
-        serde_json::from_slice(&api(&p, "GET", "/api/cache", Some(TOKEN)).body).unwrap();
+    // Lookups are counted as the request is logged, just after the client
+    // has its response.
+    let cache_stats = || -> serde_json::Value {
+        serde_json::from_slice(&api(&p, "GET", "/api/cache", Some(TOKEN)).body).unwrap()
+    };
+    wait_until(Duration::from_secs(5), "both lookups counted", || {
+        let c = cache_stats();
+        c["lookups"]["hit"] == 1 && c["lookups"]["miss"] == 1
+    });
+    let cache = cache_stats();
     assert_eq!(cache["lookups"]["hit"], 1, "{cache}");
     assert_eq!(cache["lookups"]["miss"], 1, "{cache}");
     assert_eq!(cache["hit_ratio"], 0.5);
