@@ -9,9 +9,12 @@
 //!   so `build` is skipped when any backend address does not parse as a
 //!   `SocketAddr` (a text check for "address" would let YAML escapes such as
 //!   `"\x61ddress"` through, and would skip every config with a listener);
-//! * `error_pages` entries with `file:` are read from disk (`/dev/zero`,
-//!   `/dev/stdin` would hang the fuzzer), so every `file` is replaced by a
-//!   path that does not exist: the read-error path is still exercised.
+//! * files named by the config are read (`/dev/zero`, `/dev/stdin` would hang
+//!   the fuzzer): every error page `file`, listener certificate, key and
+//!   client CA, and upstream CA and client certificate, is replaced by a path
+//!   that does not exist, so the read-error paths are still exercised;
+//! * the access log `path` is opened for appending (it would create files
+//!   anywhere), so it is replaced by `stderr`.
 
 #![no_main]
 
@@ -41,6 +44,31 @@ fuzz_target!(|data: &[u8]| {
                 page.file = Some(NO_SUCH_FILE.to_string());
             }
         }
+    }
+    for l in &mut raw.listeners {
+        if let Some(tls) = l.tls.as_mut() {
+            for c in &mut tls.certificates {
+                c.cert = NO_SUCH_FILE.to_string();
+                c.key = NO_SUCH_FILE.to_string();
+            }
+            if tls.client_ca.is_some() {
+                tls.client_ca = Some(NO_SUCH_FILE.to_string());
+            }
+        }
+    }
+    for u in raw.upstreams.values_mut() {
+        if let Some(tls) = u.tls.as_mut() {
+            if tls.ca.is_some() {
+                tls.ca = Some(NO_SUCH_FILE.to_string());
+            }
+            if let Some(c) = tls.client_cert.as_mut() {
+                c.cert = NO_SUCH_FILE.to_string();
+                c.key = NO_SUCH_FILE.to_string();
+            }
+        }
+    }
+    if let Some(log) = raw.access_log.as_mut() {
+        log.path = "stderr".to_string();
     }
     match parapet::runtime::Snapshot::build(&raw) {
         Ok(_snapshot) => {}
