@@ -462,12 +462,10 @@ fn purge(p: &Parapet, query: &str, token: Option<&str>) -> Response {
 fn purge_by_url_prefix_and_surrogate_key_hard_and_soft() {
     let o = Origin::start("o");
     let ports = Ports::new();
-    let yaml = base_config(
+    let yaml = one_pool_config(
         &ports,
-        &format!(
-            "upstreams:\n  o:\n    backends: [{{address: \"{}\"}}]\nroutes:\n  - upstream: o\n    cache: {{enabled: true}}\n",
-            o.address()
-        ),
+        &o.address(),
+        "routes:\n  - upstream: o\n    cache: {enabled: true}\n",
     )
     .replace("admin:\n", "admin:\n  token: \"t0k3n-for-tests\"\n");
     let p = Parapet::start_with(&ports, &yaml);
@@ -610,20 +608,13 @@ fn h2_get(addr: std::net::SocketAddr, path: &str, respond: &str) -> (u16, String
 fn http1_and_http2_share_one_entry() {
     let o = Origin::start("o");
     let ports = Ports::new();
-    let h2c_port = free_port();
-    let yaml = base_config(
+    let h2c = free_addr();
+    let yaml = one_pool_config(
         &ports,
-        &format!(
-            "upstreams:\n  o:\n    backends: [{{address: \"{}\"}}]\nroutes:\n  - upstream: o\n    cache: {{enabled: true}}\n",
-            o.address()
-        ),
-    )
-    .replace(
-        "listeners:\n",
-        &format!("listeners:\n  - address: \"127.0.0.1:{h2c_port}\"\n    h2c: true\n"),
+        &o.address(),
+        "routes:\n  - upstream: o\n    cache: {enabled: true}\n",
     );
-    let p = Parapet::start_with(&ports, &yaml);
-    let h2c: std::net::SocketAddr = format!("127.0.0.1:{h2c_port}").parse().unwrap();
+    let p = Parapet::start_with(&ports, &with_h2c_listener(&yaml, h2c));
     let cc = "Cache-Control: max-age=60";
     let (status, cs, body) = h2_get(h2c, "/shared", cc);
     assert_eq!((status, cs.as_str()), (200, "parapet; fwd=miss; stored"));

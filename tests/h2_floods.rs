@@ -112,19 +112,13 @@ struct Edge {
 fn edge(h2_limits: &str) -> Edge {
     let origin = Origin::start("o");
     let ports = Ports::new();
-    let h2c: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let yaml = base_config(
+    let h2c = free_addr();
+    let yaml = one_pool_config(
         &ports,
-        &format!(
-            "upstreams:\n  o:\n    backends: [{{address: \"{}\"}}]\nroutes:\n  - upstream: o\nlimits:\n  h2: {{{h2_limits}}}\n",
-            origin.address()
-        ),
-    )
-    .replace(
-        "listeners:\n",
-        &format!("listeners:\n  - address: \"{h2c}\"\n    h2c: true\n"),
+        &origin.address(),
+        &format!("routes:\n  - upstream: o\nlimits:\n  h2: {{{h2_limits}}}\n"),
     );
-    let parapet = Parapet::start_with(&ports, &yaml);
+    let parapet = Parapet::start_with(&ports, &with_h2c_listener(&yaml, h2c));
     Edge {
         origin,
         parapet,

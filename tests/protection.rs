@@ -281,24 +281,16 @@ fn misbehaving_clients_are_blocked_for_a_while_unless_never_blocked() {
 fn http2_limits_are_advertised_and_enforced_by_the_h2_layer() {
     let o = Origin::start("o");
     let ports = Ports::new();
-    let h2c_port = free_port();
-    let yaml = base_config(
-        &ports,
-        &format!(
-            "upstreams:\n  o:\n    backends: [{{address: \"{}\"}}]\nroutes:\n  - upstream: o\nlimits:\n  h2: {{max_concurrent_streams: 7, max_header_list_size: 4KiB}}\n",
-            o.address()
-        ),
-    )
-    .replace("listeners:\n", &format!("listeners:\n  - address: \"127.0.0.1:{h2c_port}\"\n    h2c: true\n"));
-    let _p = Parapet::start_with(&ports, &yaml);
+    let h2c = free_addr();
+    let yaml = one_pool_config(&ports, &o.address(), "routes:\n  - upstream: o\nlimits:\n  h2: {max_concurrent_streams: 7, max_header_list_size: 4KiB}\n")
+    ;
+    let _p = Parapet::start_with(&ports, &with_h2c_listener(&yaml, h2c));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", h2c_port))
-            .await
-            .unwrap();
+        let tcp = tokio::net::TcpStream::connect(h2c).await.unwrap();
         let (client, conn) = h2::client::handshake(tcp).await.unwrap();
         tokio::spawn(async move {
             let _ = conn.await;

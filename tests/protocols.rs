@@ -323,19 +323,15 @@ fn h2_origin() -> SocketAddr {
 fn grpc_trailers_pass_through_http2_on_both_sides() {
     let origin = h2_origin();
     let ports = Ports::new();
-    let h2c: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let h2c = free_addr();
     let yaml = base_config(
         &ports,
         &format!(
             "upstreams:\n  grpc:\n    protocol: h2c\n    backends: [{{address: \"{origin}\"}}]\n\
              routes:\n  - upstream: grpc\n    streaming: true\n"
         ),
-    )
-    .replace(
-        "listeners:\n",
-        &format!("listeners:\n  - address: \"{h2c}\"\n    h2c: true\n"),
     );
-    let _p = Parapet::start_with(&ports, &yaml);
+    let _p = Parapet::start_with(&ports, &with_h2c_listener(&yaml, h2c));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -14,14 +14,10 @@ use support::*;
 /// A config with one extra TLS listener at `tls_addr` whose settings are
 /// `tls_yaml` (indented for the listener's `tls:` mapping).
 fn with_tls_listener(base: String, tls_addr: SocketAddr, tls_yaml: &str) -> String {
-    base.replace(
-        "listeners:\n",
-        &format!("listeners:\n  - address: \"{tls_addr}\"\n    tls:\n{tls_yaml}"),
+    with_listeners(
+        &base,
+        &format!("  - address: \"{tls_addr}\"\n    tls:\n{tls_yaml}"),
     )
-}
-
-fn free_addr() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], free_port()))
 }
 
 fn cert_entry(i: &support::pki::Issued) -> String {
@@ -217,10 +213,14 @@ fn client_certificates_required_optional_forged_and_routed() {
             app.address(),
             admin_origin.address()
         ),
-    )
-    .replace(
-        "listeners:\n",
-        &format!("listeners:\n{}{}", listener(required, "required"), listener(optional, "optional")),
+    );
+    let yaml = with_listeners(
+        &yaml,
+        &format!(
+            "{}{}",
+            listener(required, "required"),
+            listener(optional, "optional")
+        ),
     );
     let p = Parapet::start_with(&ports, &yaml);
     let trusting = TlsClient::trusting(&pki.ca_path).sni("edge.test");
@@ -294,10 +294,10 @@ fn plain_http_is_redirected_to_https() {
     let origin = Origin::start("o");
     let ports = Ports::new();
     let redirecting = free_addr();
-    let yaml = one_pool_config(&ports, &origin.address(), "routes:\n  - upstream: o\n").replace(
-        "listeners:\n",
+    let yaml = with_listeners(
+        &one_pool_config(&ports, &origin.address(), "routes:\n  - upstream: o\n"),
         &format!(
-            "listeners:\n  - address: \"{redirecting}\"\n    redirect_https: true\n    https_port: 8443\n"
+            "  - address: \"{redirecting}\"\n    redirect_https: true\n    https_port: 8443\n"
         ),
     );
     let _p = Parapet::start_with(&ports, &yaml);

@@ -65,20 +65,39 @@ pub fn pick(snap: &Snapshot, session: &mut Session, ctx: &mut RequestCtx) -> Res
     }
 }
 
-/// `fail_to_connect`: nothing was sent, so any method may be retried on
-/// another backend while the pool's retry budget lasts.
-pub fn failed_to_connect(snap: &Snapshot, ctx: &mut RequestCtx, mut e: Box<Error>) -> Box<Error> {
-    let Some(route) = ctx.route.map(|i| snap.router.get(i)) else {
-        return e;
-    };
-    let pool = snap.pools.get(route.upstream);
-    let kind = error_kind(&e);
+/// `upstream_response_filter`: the backend tried answered; its latency to
+/// the response header goes into its counters.
+pub fn answered(snap: &Snapshot, ctx: &RequestCtx) {
+    if let (Some(pool), Some(started)) = (pool_of(snap, ctx), ctx.upstream.started) {
+        if let Some(stats) = ctx.upstream.current().and_then(|a| pool.stats(a)) {
+            stats.response(started.elapsed());
+        }
+    }
+}
+
+fn pool_of<'a>(snap: &'a Snapshot, ctx: &RequestCtx) -> Option<&'a crate::upstream::Pool> {
+    ctx.route
+        .map(|i| snap.pools.get(snap.router.get(i).upstream))
+}
+
+/// A failed attempt, counted for the pool and for the backend tried.
+fn count_failure(pool: &crate::upstream::Pool, ctx: &RequestCtx, kind: &str) {
     metrics::UPSTREAM_ERRORS
         .with_label_values(&[&pool.name, kind])
         .inc();
     if let Some(stats) = ctx.upstream.current().and_then(|a| pool.stats(a)) {
         stats.error();
     }
+}
+
+/// `fail_to_connect`: nothing was sent, so any method may be retried on
+/// another backend while the pool's retry budget lasts.
+pub fn failed_to_connect(snap: &Snapshot, ctx: &mut RequestCtx, mut e: Box<Error>) -> Box<Error> {
+    let Some(pool) = pool_of(snap, ctx) else {
+        return e;
+    };
+    let kind = error_kind(&e);
+    count_failure(pool, ctx, kind);
     if kind == "tls" {
         // The client only ever sees a 502; the reason is for the operator.
         log::warn!(
@@ -109,15 +128,9 @@ pub fn failed_after_sending(
     ctx: &mut RequestCtx,
     client_reused: bool,
 ) -> Box<Error> {
-    if let Some(route) = ctx.route.map(|i| snap.router.get(i)) {
-        let pool = snap.pools.get(route.upstream);
+    if let Some(pool) = pool_of(snap, ctx) {
         if e.esource() == &ErrorSource::Upstream {
-            metrics::UPSTREAM_ERRORS
-                .with_label_values(&[&pool.name, error_kind(&e)])
-                .inc();
-            if let Some(stats) = ctx.upstream.current().and_then(|a| pool.stats(a)) {
-                stats.error();
-            }
+            count_failure(pool, ctx, error_kind(&e));
         }
     }
     let mut e = e.more_context(format!("Peer: {peer}"));

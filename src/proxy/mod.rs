@@ -410,15 +410,7 @@ impl ProxyHttp for Edge {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.cache.response_time = Some(std::time::SystemTime::now());
-        if let (Some(route), Some(addr), Some(started)) = (
-            ctx.route.map(|i| self.snap.router.get(i)),
-            ctx.upstream.current(),
-            ctx.upstream.started,
-        ) {
-            if let Some(stats) = self.snap.pools.get(route.upstream).stats(addr) {
-                stats.response(started.elapsed());
-            }
-        }
+        attempts::answered(&self.snap, ctx);
         if let Some(cl) = upstream_response.headers.get(http::header::CONTENT_LENGTH) {
             match crate::filters::framing::response_content_length(cl.as_bytes()) {
                 Ok(None) => {}

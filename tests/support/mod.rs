@@ -1118,6 +1118,23 @@ pub fn base_config(ports: &Ports, upstreams_and_routes: &str) -> String {
     s
 }
 
+/// A currently free address on 127.0.0.1 (see [`free_port`]).
+pub fn free_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], free_port()))
+}
+
+/// `yaml` (from [`base_config`]) with more listeners before its own:
+/// `entries` are list items (`  - address: ...`), each line indented as in
+/// the file.
+pub fn with_listeners(yaml: &str, entries: &str) -> String {
+    yaml.replacen("listeners:\n", &format!("listeners:\n{entries}"), 1)
+}
+
+/// `yaml` with an extra cleartext HTTP/2 (h2c) listener at `addr`.
+pub fn with_h2c_listener(yaml: &str, addr: SocketAddr) -> String {
+    with_listeners(yaml, &format!("  - address: \"{addr}\"\n    h2c: true\n"))
+}
+
 /// A config with one upstream pool `o` over `origin` (`host:port`), followed
 /// by `rest` (routes and any other sections) verbatim.
 pub fn one_pool_config(ports: &Ports, origin: &str, rest: &str) -> String {
