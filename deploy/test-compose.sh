@@ -14,24 +14,11 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=/dev/null
+source "$here/checks.sh"
 project=parapet-ct-$$
 tmp=$(mktemp -d /tmp/parapet-test-compose.XXXXXX)
-passed=0
-failed=0
 
-pass() { echo "PASS: $*"; passed=$((passed + 1)); }
-fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
-check() { # DESCRIPTION command...
-  local what=$1; shift
-  if "$@"; then pass "$what"; else fail "$what"; fi
-}
-wait_until() { # SECONDS command...
-  local deadline=$((SECONDS + $1)); shift
-  until "$@" >/dev/null 2>&1; do
-    [ "$SECONDS" -lt "$deadline" ] || return 1
-    sleep 0.5
-  done
-}
 
 if [ -n "${COMPOSE:-}" ]; then
   read -r -a compose <<<"$COMPOSE"

@@ -17,6 +17,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=/dev/null
+source "$here/checks.sh"
 image=${PARAPET_IMAGE:-parapet:latest}
 origin_image=${ORIGIN_IMAGE:-parapet/origin:latest}
 stop_timeout=30 # > grace_period_seconds (10) + graceful_shutdown_timeout_seconds (5)
@@ -25,24 +27,8 @@ net=$id-net
 origin=$id-origin
 edge=$id-edge
 tmp=$(mktemp -d /tmp/parapet-test-image.XXXXXX)
-passed=0
-failed=0
 load_pid=
 
-pass() { echo "PASS: $*"; passed=$((passed + 1)); }
-fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
-check() { # DESCRIPTION command... : PASS if the command succeeds
-  local what=$1; shift
-  if "$@"; then pass "$what"; else fail "$what"; fi
-}
-# Polls a command until it succeeds or SECONDS pass (no fixed sleeps).
-wait_until() { # SECONDS command...
-  local deadline=$((SECONDS + $1)); shift
-  until "$@" >/dev/null 2>&1; do
-    [ "$SECONDS" -lt "$deadline" ] || return 1
-    sleep 0.2
-  done
-}
 cleanup() {
   local rc=$?
   [ -z "$load_pid" ] || kill "$load_pid" 2>/dev/null || true

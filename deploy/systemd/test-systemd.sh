@@ -17,24 +17,14 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=/dev/null
+source "$here/../checks.sh"
 deploy=$(cd "$here/.." && pwd)
 image=${PARAPET_IMAGE:-parapet:latest}
 base=${BASE_IMAGE:-parapet/debian:bookworm}
 docker image inspect "$base" >/dev/null 2>&1 || base=debian:bookworm-slim
 ct=parapet-systemd-$$
 tmp=$(mktemp -d /tmp/parapet-test-systemd.XXXXXX)
-passed=0
-failed=0
-pass() { echo "PASS: $*"; passed=$((passed + 1)); }
-fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
-check() { local what=$1; shift; if "$@"; then pass "$what"; else fail "$what"; fi; }
-wait_until() { # SECONDS command...
-  local deadline=$((SECONDS + $1)); shift
-  until "$@" >/dev/null 2>&1; do
-    [ "$SECONDS" -lt "$deadline" ] || return 1
-    sleep 0.2
-  done
-}
 in_ct() { docker exec "$ct" bash -c "$1"; }
 cleanup() {
   local rc=$?
