@@ -1,7 +1,8 @@
 //! Wraps the proxy's `ServerApp` per accepted connection: Pingora runs one
 //! `process_new` per connection (an HTTP/1 keep-alive loop or a whole HTTP/2
 //! connection), which is exactly a connection's lifetime. Here the connection
-//! is counted, and its stream gets the request-head deadline.
+//! is counted, and its stream gets the request-head deadline and coalesced
+//! writes ([`super::client_stream`]).
 
 use crate::concurrency::{Gate, PerClient};
 use crate::metrics;
@@ -78,8 +79,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for CountConnections<A> {
             (Some(rep), Some(ip)) => Some((rep.clone(), ip)),
             _ => None,
         };
-        let stream =
-            super::header_deadline::HeaderDeadline::wrap(stream, self.header_timeout, on_slow);
+        let stream = super::client_stream::ClientStream::wrap(stream, self.header_timeout, on_slow);
         self.app.process_new(stream, shutdown).await
     }
 

@@ -18,11 +18,12 @@ mod access_log;
 mod admission;
 mod attempts;
 mod caching;
+mod client_stream;
 mod compression;
 mod connections;
 mod context;
 mod edge_response;
-mod header_deadline;
+mod write_coalesce;
 
 use admission::Admission;
 pub use connections::CountConnections;

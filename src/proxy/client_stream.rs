@@ -1,4 +1,6 @@
-//! A total deadline for receiving each HTTP/1 request head (slowloris).
+//! The wrapper around every accepted client stream: a total deadline for
+//! receiving each HTTP/1 request head (slowloris), and response writes
+//! coalesced by [`WriteCoalescer`].
 //!
 //! Pingora's downstream timeouts are per read, so a client trickling one byte
 //! a minute keeps a connection, and a worker's attention, forever. This
@@ -9,6 +11,7 @@
 //! (the preface is recognised) pass through untouched: their frames are not
 //! text.
 
+use super::write_coalesce::WriteCoalescer;
 use crate::metrics;
 use async_trait::async_trait;
 use pingora::protocols::raw_connect::ProxyDigest;
@@ -40,7 +43,7 @@ enum State {
 }
 
 #[derive(Debug)]
-pub struct HeaderDeadline {
+pub struct ClientStream {
     inner: Stream,
     limit: Duration,
     state: State,
@@ -54,15 +57,17 @@ pub struct HeaderDeadline {
     first: bool,
     /// Who to tell about a slow-client kill, and the client's address.
     on_slow: Option<(Arc<crate::behaviour::Reputation>, std::net::IpAddr)>,
+    /// Small writes held back so a response head and body leave together.
+    writes: WriteCoalescer,
 }
 
-impl HeaderDeadline {
+impl ClientStream {
     pub fn wrap(
         inner: Stream,
         limit: Duration,
         on_slow: Option<(Arc<crate::behaviour::Reputation>, std::net::IpAddr)>,
     ) -> Stream {
-        Box::new(HeaderDeadline {
+        Box::new(ClientStream {
             inner,
             limit,
             state: State::Idle,
@@ -71,6 +76,7 @@ impl HeaderDeadline {
             tail: [0; 3],
             first: true,
             on_slow,
+            writes: WriteCoalescer::default(),
         })
     }
 
@@ -119,7 +125,7 @@ fn last3(tail: [u8; 3], data: &[u8]) -> [u8; 3] {
     out
 }
 
-impl AsyncRead for HeaderDeadline {
+impl AsyncRead for ClientStream {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -167,13 +173,14 @@ impl AsyncRead for HeaderDeadline {
     }
 }
 
-impl AsyncWrite for HeaderDeadline {
+impl AsyncWrite for ClientStream {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write(cx, data);
+        let this = self.as_mut().get_mut();
+        let r = this.writes.poll_write(&mut this.inner, cx, data);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) && self.state == State::Active {
             // A response is going out: the next byte read starts a new head.
             self.state = State::Idle;
@@ -182,11 +189,15 @@ impl AsyncWrite for HeaderDeadline {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let this = self.as_mut().get_mut();
+        std::task::ready!(this.writes.poll_drain(&mut this.inner, cx))?;
+        Pin::new(&mut this.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        let this = self.as_mut().get_mut();
+        std::task::ready!(this.writes.poll_drain(&mut this.inner, cx))?;
+        Pin::new(&mut this.inner).poll_shutdown(cx)
     }
 
     fn poll_write_vectored(
@@ -194,7 +205,9 @@ impl AsyncWrite for HeaderDeadline {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        let this = self.as_mut().get_mut();
+        std::task::ready!(this.writes.poll_drain(&mut this.inner, cx))?;
+        let r = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) && self.state == State::Active {
             self.state = State::Idle;
         }
@@ -207,19 +220,21 @@ impl AsyncWrite for HeaderDeadline {
 }
 
 #[async_trait]
-impl Shutdown for HeaderDeadline {
+impl Shutdown for ClientStream {
     async fn shutdown(&mut self) {
+        let (writes, inner) = (&mut self.writes, &mut self.inner);
+        let _ = std::future::poll_fn(|cx| writes.poll_drain(inner, cx)).await;
         self.inner.shutdown().await
     }
 }
 
-impl UniqueID for HeaderDeadline {
+impl UniqueID for ClientStream {
     fn id(&self) -> UniqueIDType {
         self.inner.id()
     }
 }
 
-impl Ssl for HeaderDeadline {
+impl Ssl for ClientStream {
     fn get_ssl(&self) -> Option<&pingora::protocols::tls::TlsRef> {
         self.inner.get_ssl()
     }
@@ -233,7 +248,7 @@ impl Ssl for HeaderDeadline {
     }
 }
 
-impl GetTimingDigest for HeaderDeadline {
+impl GetTimingDigest for ClientStream {
     fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
         self.inner.get_timing_digest()
     }
@@ -247,7 +262,7 @@ impl GetTimingDigest for HeaderDeadline {
     }
 }
 
-impl GetProxyDigest for HeaderDeadline {
+impl GetProxyDigest for ClientStream {
     fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
         self.inner.get_proxy_digest()
     }
@@ -257,7 +272,7 @@ impl GetProxyDigest for HeaderDeadline {
     }
 }
 
-impl GetSocketDigest for HeaderDeadline {
+impl GetSocketDigest for ClientStream {
     fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
         self.inner.get_socket_digest()
     }
@@ -268,7 +283,7 @@ impl GetSocketDigest for HeaderDeadline {
 }
 
 #[async_trait]
-impl Peek for HeaderDeadline {
+impl Peek for ClientStream {
     async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
         self.inner.try_peek(buf).await
     }
