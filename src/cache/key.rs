@@ -54,8 +54,15 @@ pub fn primary(
     out
 }
 
-pub fn cache_key(primary: Vec<u8>) -> CacheKey {
-    CacheKey::new(primary, "")
+/// The key for `primary` bytes, tagged with the URL it stands for (purges
+/// match on it). The primary hash is computed once here: pingora-cache asks
+/// for it again at every step (lookup, lock, predictor, eviction), and each
+/// ask would otherwise rerun blake2 over the key.
+pub fn with_url(primary: Vec<u8>, url: String) -> CacheKey {
+    use pingora::cache::key::CacheHashKey;
+    let mut key = CacheKey::new(primary, url);
+    key.set_primary_bin_override(key.primary_bin());
+    key
 }
 
 /// All lines of a field joined by `, ` (RFC 9110 §5.3), trimmed.

@@ -12,6 +12,7 @@
 //!   hands victims back to `purge`, which only removes the exact generation
 //!   (entry id) that was admitted.
 
+use super::meta_fields::MetaFields;
 use crate::metrics;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -51,6 +52,8 @@ struct Entry {
     id: u64,
     /// `CacheMeta` internals (msgpack), the stable serialized form.
     internal: Vec<u8>,
+    /// The same, unpacked, when a hit can rebuild the meta from them.
+    fields: Option<MetaFields>,
     header: ResponseHeader,
     body: Bytes,
     weight: usize,
@@ -145,6 +148,9 @@ impl MemoryTier {
     }
 
     fn meta_of(entry: &Entry) -> Result<CacheMeta> {
+        if let Some(fields) = &entry.fields {
+            return Ok(fields.rebuild(entry.header.clone()));
+        }
         let mut meta = CacheMeta::deserialize(&entry.internal, &TINY_HEADER)?;
         *meta.response_header_mut() = entry.header.clone();
         Ok(meta)
@@ -162,6 +168,7 @@ impl MemoryTier {
         let new = Entry {
             id: old.id,
             internal,
+            fields: MetaFields::of(meta),
             header,
             body: old.body.clone(),
             weight,
@@ -213,9 +220,13 @@ impl MemoryTier {
     ) -> (u64, usize) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let weight = body.len() + internal.len() + header_weight(&header) + ENTRY_OVERHEAD;
+        let fields = CacheMeta::deserialize(&internal, &TINY_HEADER)
+            .ok()
+            .and_then(|m| MetaFields::of(&m));
         let entry = Arc::new(Entry {
             id,
             internal,
+            fields,
             header,
             body,
             weight,
@@ -315,6 +326,7 @@ impl Storage for MemoryTier {
             slot: slot(key),
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             internal,
+            fields: MetaFields::of(meta),
             header,
             chunks: Vec::new(),
             len: 0,
@@ -457,6 +469,7 @@ struct MemoryMiss {
     slot: u128,
     id: u64,
     internal: Vec<u8>,
+    fields: Option<MetaFields>,
     header: ResponseHeader,
     chunks: Vec<Bytes>,
     len: usize,
@@ -518,6 +531,7 @@ impl HandleMiss for MemoryMiss {
         let entry = Entry {
             id: self.id,
             internal: self.internal,
+            fields: self.fields,
             header: self.header,
             body,
             weight,

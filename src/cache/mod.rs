@@ -17,6 +17,7 @@ pub mod directives;
 pub mod disk;
 pub mod key;
 pub mod memory;
+mod meta_fields;
 pub mod policy;
 pub mod purge;
 pub mod status;

@@ -64,8 +64,31 @@ fn key_for(req: &RequestHeader, scheme: &str, route: &RouteCache) -> CacheKey {
         .uri
         .path_and_query()
         .map_or(req.uri.path(), |pq| pq.as_str());
-    let url = format!("{scheme}://{host}:{port}{target}");
-    CacheKey::new(key::primary(scheme, &host, port, req, &route.key), url)
+    // scheme://host:port/target, built without the formatting machinery (hot path)
+    let mut url = String::with_capacity(scheme.len() + host.len() + target.len() + 9);
+    url.push_str(scheme);
+    url.push_str("://");
+    url.push_str(&host);
+    url.push(':');
+    push_decimal(&mut url, port);
+    url.push_str(target);
+    key::with_url(key::primary(scheme, &host, port, req, &route.key), url)
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut String, n: u16) {
+    let mut digits = [0u8; 5];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(digits[i..].iter().map(|&d| d as char));
 }
 
 /// `cache_key_callback`.
@@ -86,6 +109,16 @@ pub fn hit_filter(
     route: &RouteCache,
 ) -> Option<ForcedFreshness> {
     let cc = policy::request_directives(&session.req_header().headers);
+    if !is_fresh {
+        let now = SystemTime::now();
+        return accept_stale(&cc, meta, now, route).then_some(ForcedFreshness::ForceFresh);
+    }
+    if cc.no_cache {
+        return Some(ForcedFreshness::ForceExpired);
+    }
+    if cc.max_age.is_none() && cc.min_fresh.is_none() {
+        return None;
+    }
     let now = SystemTime::now();
     let age = meta.age().as_secs();
     let remaining = meta
@@ -99,10 +132,7 @@ pub fn hit_filter(
     let too_close = cc
         .min_fresh
         .is_some_and(|s| !seconds_allow(s, |min| remaining >= min));
-    if !is_fresh {
-        return accept_stale(&cc, meta, now, route).then_some(ForcedFreshness::ForceFresh);
-    }
-    (cc.no_cache || too_old || too_close).then_some(ForcedFreshness::ForceExpired)
+    (too_old || too_close).then_some(ForcedFreshness::ForceExpired)
 }
 
 fn accept_stale(
