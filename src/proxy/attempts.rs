@@ -119,7 +119,9 @@ pub fn failed_to_connect(snap: &Snapshot, ctx: &mut RequestCtx, mut e: Box<Error
 }
 
 /// `error_while_proxy`: counted; retried (by Pingora's default rule) only for
-/// idempotent requests on a reused connection.
+/// idempotent requests on a reused connection, and only within the pool's
+/// retry budget: an origin that drops every pooled connection would otherwise
+/// see up to Pingora's `max_retries` (16) attempts per request.
 pub fn failed_after_sending(
     snap: &Snapshot,
     peer: &HttpPeer,
@@ -128,16 +130,26 @@ pub fn failed_after_sending(
     ctx: &mut RequestCtx,
     client_reused: bool,
 ) -> Box<Error> {
-    if let Some(pool) = pool_of(snap, ctx) {
+    let pool = pool_of(snap, ctx);
+    if let Some(pool) = pool {
         if e.esource() == &ErrorSource::Upstream {
             count_failure(pool, ctx, error_kind(&e));
         }
     }
     let mut e = e.more_context(format!("Peer: {peer}"));
-    if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated() {
+    let budget_left = pool.is_some_and(|p| ctx.upstream.tried.len() <= p.retries);
+    if !budget_left
+        || !session.req_header().method.is_idempotent()
+        || session.as_ref().retry_buffer_truncated()
+    {
         e.set_retry(false);
     } else {
         e.retry.decide_reuse(client_reused);
+        if e.retry() {
+            if let Some(pool) = pool {
+                pool.retries_metric.inc();
+            }
+        }
     }
     e
 }
