@@ -97,12 +97,6 @@ fn responses_the_rfc_forbids_storing_are_not_stored() {
             &[],
             "vary-star",
         ),
-        (
-            "/cookie",
-            &["Cache-Control: max-age=60", "Set-Cookie: s=1"],
-            &[],
-            "set-cookie",
-        ),
         ("/nothing", &[], &[], "no-freshness"),
     ];
     for (path, respond, extra, why) in cases {

@@ -5,6 +5,8 @@
 //! value that does not parse makes the directive *invalid* (the response is
 //! then treated as stale) rather than absent.
 
+use super::sf_dictionary::{self, Value};
+
 /// A delta-seconds directive value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Seconds {
@@ -163,6 +165,119 @@ impl Directives {
     }
 }
 
+impl Directives {
+    /// A targeted field (RFC 9213 §2.1) such as `CDN-Cache-Control`: an
+    /// RFC 8941 dictionary, ignored whole (`None`) when it does not parse.
+    /// A directive whose value has the wrong type (`max-age="60"`, a
+    /// negative age) is not consumed.
+    pub fn parse_targeted<'a>(lines: impl IntoIterator<Item = &'a [u8]>) -> Option<Directives> {
+        let lines: Vec<String> = lines
+            .into_iter()
+            .map(|l| String::from_utf8_lossy(l).into_owned())
+            .collect();
+        if lines.is_empty() {
+            return None;
+        }
+        let mut d = Directives::default();
+        for (key, value) in sf_dictionary::parse(&lines.join(", "))? {
+            let secs = match value {
+                Value::Integer(n) if n >= 0 => {
+                    Some(Seconds::Valid((n as u64).min(DELTA_MAX) as u32))
+                }
+                _ => None,
+            };
+            let flag = value == Value::Boolean(true);
+            let fields = match &value {
+                Value::String(s) => Some(field_names(Some(s))),
+                Value::Boolean(true) => Some(Vec::new()),
+                _ => None,
+            };
+            match key.as_str() {
+                "max-age" => d.max_age = secs,
+                "s-maxage" => d.s_maxage = secs,
+                "stale-while-revalidate" => d.stale_while_revalidate = secs,
+                "stale-if-error" => d.stale_if_error = secs,
+                "no-store" => d.no_store = flag,
+                "public" => d.public = flag,
+                "must-revalidate" => d.must_revalidate = flag,
+                "proxy-revalidate" => d.proxy_revalidate = flag,
+                "must-understand" => d.must_understand = flag,
+                "no-transform" => d.no_transform = flag,
+                "no-cache" => {
+                    if let Some(f) = fields {
+                        d.no_cache = true;
+                        d.no_cache_fields = f;
+                    }
+                }
+                "private" => {
+                    if let Some(f) = fields {
+                        d.private = true;
+                        d.private_fields = f;
+                    }
+                }
+                _ => {}
+            }
+        }
+        Some(d)
+    }
+
+    /// `Surrogate-Control` (W3C Edge Architecture 1.0): `max-age=N[+M]` and
+    /// `no-store`, each for every surrogate or targeted at one
+    /// (`max-age=60;parapet`). Directives targeted at `device` win over
+    /// untargeted ones; those targeted elsewhere are ignored. `None` when
+    /// no directive applies here, so `Cache-Control` rules.
+    pub fn parse_surrogate<'a>(
+        lines: impl IntoIterator<Item = &'a [u8]>,
+        device: &str,
+    ) -> Option<Directives> {
+        let mut general: Vec<(String, Option<String>)> = Vec::new();
+        let mut mine: Vec<(String, Option<String>)> = Vec::new();
+        for line in lines {
+            let line = String::from_utf8_lossy(line);
+            for part in line.split(',') {
+                let (directive, target) = match part.split_once(';') {
+                    Some((d, t)) => (d.trim(), Some(t.trim())),
+                    None => (part.trim(), None),
+                };
+                if directive.is_empty() {
+                    continue;
+                }
+                let (name, value) = match directive.split_once('=') {
+                    Some((n, v)) => (n, Some(v.to_string())),
+                    None => (directive, None),
+                };
+                if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                {
+                    continue;
+                }
+                let entry = (name.to_ascii_lowercase(), value);
+                match target {
+                    None => general.push(entry),
+                    Some(t) if t.eq_ignore_ascii_case(device) => mine.push(entry),
+                    Some(_) => {}
+                }
+            }
+        }
+        if general.is_empty() && mine.is_empty() {
+            return None;
+        }
+        let mut d = Directives::default();
+        for (name, value) in general.into_iter().chain(mine) {
+            match name.as_str() {
+                "max-age" => {
+                    let n = value.as_deref().map(|v| v.split('+').next().unwrap_or(v));
+                    if let Some(Seconds::Valid(n)) = n.map(|n| seconds(Some(n))) {
+                        d.max_age = Some(Seconds::Valid(n));
+                    }
+                }
+                "no-store" => d.no_store = true,
+                _ => {}
+            }
+        }
+        Some(d)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,6 +312,65 @@ mod tests {
         assert_eq!(p("max-age=000").max_age, Some(Seconds::Valid(0)));
         assert_eq!(Directives::parse(std::iter::empty::<&[u8]>()), None);
         assert_eq!(p(",,, ,"), Directives::default());
+    }
+
+    fn targeted(s: &str) -> Option<Directives> {
+        Directives::parse_targeted([s.as_bytes()])
+    }
+
+    #[test]
+    fn targeted_fields_are_dictionaries_or_nothing() {
+        let d = targeted("max-age=60, private=\"x-a\", no-cache, stale-if-error=30").unwrap();
+        assert_eq!(d.max_age, Some(Seconds::Valid(60)));
+        assert_eq!(d.private_fields, vec!["x-a"]);
+        assert!(d.no_cache && d.no_cache_fields.is_empty());
+        assert_eq!(d.stale_if_error, Some(Seconds::Valid(30)));
+        assert_eq!(targeted("max-age=10000, &&&&&"), None);
+        assert_eq!(targeted("max-age= 100"), None);
+        let wrong_type = targeted("max-age=\"10000\"").unwrap();
+        assert_eq!(
+            wrong_type.max_age, None,
+            "a string is not consumed as an age"
+        );
+        assert_eq!(targeted("max-age=-5").unwrap().max_age, None);
+        assert_eq!(
+            targeted("max-age=99999999999").unwrap().max_age,
+            Some(Seconds::Valid(2_147_483_648))
+        );
+        assert!(
+            targeted("none").is_some(),
+            "a valid field with no directive still rules"
+        );
+        assert_eq!(
+            Directives::parse_targeted(std::iter::empty::<&[u8]>()),
+            None
+        );
+    }
+
+    #[test]
+    fn surrogate_control_targets_devices() {
+        let s = |v: &str| Directives::parse_surrogate([v.as_bytes()], "parapet");
+        assert_eq!(
+            s("max-age=3600").unwrap().max_age,
+            Some(Seconds::Valid(3600))
+        );
+        assert_eq!(
+            s("max-age=30+60").unwrap().max_age,
+            Some(Seconds::Valid(30))
+        );
+        assert_eq!(s("max-age=3600;other"), None);
+        assert_eq!(
+            s("max-age=10, max-age=3600;parapet").unwrap().max_age,
+            Some(Seconds::Valid(3600)),
+            "targeted wins"
+        );
+        assert!(s("no-store").unwrap().no_store);
+        assert_eq!(s("MaX-aGe=5").unwrap().max_age, Some(Seconds::Valid(5)));
+        assert_eq!(s("max-age =100").map(|d| d.max_age), None);
+        assert_eq!(
+            s("foobar, max-age=7").unwrap().max_age,
+            Some(Seconds::Valid(7))
+        );
     }
 
     #[test]

@@ -77,6 +77,30 @@ fn joined(headers: &HeaderMap, name: &HeaderName) -> Vec<u8> {
     out
 }
 
+/// A selecting header's value for matching (RFC 9111 §4.1): lines combined,
+/// whitespace around list commas removed, and `Accept-Language`, whose
+/// language ranges are case-insensitive, lowercased. `Accept-Language:
+/// en, de` and `en,de` then share a variant.
+fn normalized(headers: &HeaderMap, name: &HeaderName) -> Vec<u8> {
+    let mut out = Vec::new();
+    for line in headers.get_all(name) {
+        for member in line.as_bytes().split(|b| *b == b',') {
+            let member = member.trim_ascii();
+            if member.is_empty() {
+                continue;
+            }
+            if !out.is_empty() {
+                out.push(b',');
+            }
+            out.extend_from_slice(member);
+        }
+    }
+    if name == http::header::ACCEPT_LANGUAGE {
+        out.make_ascii_lowercase();
+    }
+    out
+}
+
 fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
     headers.get_all(COOKIE).iter().find_map(|v| {
         v.as_bytes().split(|b| *b == b';').find_map(|pair| {
@@ -109,7 +133,7 @@ pub fn variance(vary: &HeaderMap, req: &HeaderMap) -> Option<HashBinary> {
         let value = match HeaderName::from_bytes(name.as_bytes()) {
             Ok(h) if req.contains_key(&h) => {
                 let mut v = b"=".to_vec();
-                v.extend(joined(req, &h));
+                v.extend(normalized(req, &h));
                 v
             }
             _ => b"\0absent".to_vec(),
@@ -190,6 +214,20 @@ mod tests {
             v(&[("Accept-Encoding", "gzip"), ("x-other", "1")])
         );
         assert_ne!(v(&[("accept-encoding", "")]), v(&[]), "empty is not absent");
+        assert_eq!(
+            v(&[("accept-language", " en ,   de")]),
+            v(&[("accept-language", "EN,De")]),
+            "whitespace and language case do not make a variant"
+        );
+        assert_eq!(
+            v(&[("accept-language", "en"), ("accept-language", "de")]),
+            v(&[("accept-language", "en, de")])
+        );
+        assert_ne!(
+            v(&[("accept-language", "en, de")]),
+            v(&[("accept-language", "de, en")]),
+            "order may carry preference"
+        );
         assert_eq!(variance(&HeaderMap::new(), &HeaderMap::new()), None);
     }
 }

@@ -15,11 +15,13 @@
 
 pub mod directives;
 pub mod disk;
+pub mod http_date;
 pub mod key;
 pub mod memory;
 mod meta_fields;
 pub mod policy;
 pub mod purge;
+mod sf_dictionary;
 pub mod status;
 pub mod tiered;
 
@@ -30,7 +32,7 @@ use memory::MemoryTier;
 use pingora::cache::eviction::lru::Manager as LruManager;
 use pingora::cache::lock::{CacheKeyLockImpl, CacheLock};
 use pingora::cache::{CacheOptionOverrides, HttpCache};
-use policy::RoutePolicy;
+use policy::{RoutePolicy, SetCookie};
 use std::path::PathBuf;
 use std::time::Duration;
 use tiered::Tiered;
@@ -159,11 +161,27 @@ impl RouteCache {
                 })
                 .ok()
         };
+        let set_cookie = match pick(|c| c.set_cookie.as_deref()) {
+            None | Some("store") => SetCookie::Store,
+            Some("strip") => SetCookie::Strip,
+            Some("pass") => SetCookie::Pass,
+            Some(other) => {
+                let at = if route.and_then(|r| r.set_cookie.as_deref()).is_some() {
+                    format!("{path}.set_cookie")
+                } else {
+                    "cache.defaults.set_cookie".to_string()
+                };
+                errs.push(at, format!("must be store, strip or pass, not {other:?}"));
+                SetCookie::Store
+            }
+        };
         enabled.then_some(RouteCache {
             policy: RoutePolicy {
                 default_ttl,
                 force_ttl,
                 targeted_field,
+                surrogate_control: cache.is_none_or(|c| c.surrogate_control),
+                set_cookie,
             },
             key,
         })

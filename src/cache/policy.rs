@@ -20,6 +20,29 @@ pub struct RoutePolicy {
     pub force_ttl: Option<Duration>,
     /// The targeted field this cache obeys ahead of `Cache-Control` (RFC 9213).
     pub targeted_field: Option<HeaderName>,
+    /// Obey `Surrogate-Control` (after the targeted field, before
+    /// `Cache-Control`), as the surrogate named [`SURROGATE_DEVICE`].
+    pub surrogate_control: bool,
+    pub set_cookie: SetCookie,
+}
+
+/// The device name this cache answers to in `Surrogate-Control` targets,
+/// announced to origins in `Surrogate-Capability`.
+pub const SURROGATE_DEVICE: &str = "parapet";
+
+/// What to do with a storable response that sets a cookie.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SetCookie {
+    /// Store it, cookie included (RFC 9111 §7.3: `Set-Cookie` does not
+    /// inhibit caching; origins mark per-user responses `private`).
+    #[default]
+    Store,
+    /// Store it without the `Set-Cookie` field; only the response that
+    /// filled the cache carries the cookie.
+    Strip,
+    /// Do not store it unless it is marked `public` (Varnish's and nginx's
+    /// default).
+    Pass,
 }
 
 /// When the exchange happened, for age arithmetic (RFC 9111 §4.2.3).
@@ -79,6 +102,11 @@ pub fn heuristically_cacheable(status: u16) -> bool {
     )
 }
 
+/// Status codes whose semantics (and caching rules) RFC 9110 §15 defines.
+pub fn understood(status: u16) -> bool {
+    matches!(status, 200..=206 | 300..=305 | 307 | 308 | 400..=417 | 421 | 422 | 426 | 500..=505)
+}
+
 fn header_time(headers: &HeaderMap, name: &HeaderName) -> Option<Result<SystemTime, ()>> {
     let mut values = headers.get_all(name).iter();
     let first = values.next()?;
@@ -90,18 +118,26 @@ fn header_time(headers: &HeaderMap, name: &HeaderName) -> Option<Result<SystemTi
         first
             .to_str()
             .ok()
-            .and_then(|s| httpdate::parse_http_date(s.trim()).ok())
+            .and_then(super::http_date::parse)
             .ok_or(()),
     )
 }
 
+/// The `Age` value in seconds: a list (on one line or several) counts by its
+/// first member (RFC 9111 §5.1); anything but digits is ignored.
 fn age_value(headers: &HeaderMap) -> u64 {
     headers
         .get(AGE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
-        .map(|v| v.parse::<u64>().unwrap_or(2_147_483_648))
+        .and_then(|v| v.as_bytes().split(|b| *b == b',').next())
+        .map(<[u8]>::trim_ascii)
+        .filter(|v| !v.is_empty() && v.iter().all(u8::is_ascii_digit))
+        .map(|v| {
+            std::str::from_utf8(v)
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(2_147_483_648)
+                .min(2_147_483_648)
+        })
         .unwrap_or(0)
 }
 
@@ -121,11 +157,24 @@ pub fn request_directives(req: &HeaderMap) -> Directives {
     )
 }
 
+/// `Surrogate-Control`, for [`response_directives`] and to be removed
+/// before a response leaves the edge.
+pub const SURROGATE_CONTROL: HeaderName = HeaderName::from_static("surrogate-control");
+
 /// The directives the cache obeys: a valid targeted field replaces
-/// `Cache-Control` and `Expires` entirely (RFC 9213 §2.2).
+/// `Cache-Control` and `Expires` entirely (RFC 9213 §2.2), and so does a
+/// `Surrogate-Control` with directives for this cache; the flag says so.
 pub fn response_directives(resp: &HeaderMap, policy: &RoutePolicy) -> (Directives, bool) {
     if let Some(field) = &policy.targeted_field {
-        if let Some(d) = Directives::parse(resp.get_all(field).iter().map(|v| v.as_bytes())) {
+        if let Some(d) =
+            Directives::parse_targeted(resp.get_all(field).iter().map(|v| v.as_bytes()))
+        {
+            return (d, true);
+        }
+    }
+    if policy.surrogate_control {
+        let lines = resp.get_all(SURROGATE_CONTROL).iter().map(|v| v.as_bytes());
+        if let Some(d) = Directives::parse_surrogate(lines, SURROGATE_DEVICE) {
             return (d, true);
         }
     }
@@ -164,9 +213,12 @@ pub fn evaluate(
     }
     let (cc, targeted) = response_directives(resp, policy);
     let req_cc = request_directives(req);
-    // must-understand: a cache that understands the status (all it stores) may ignore no-store.
-    let must_understand = cc.must_understand;
-    if (cc.no_store && !must_understand) || req_cc.no_store {
+    // must-understand (RFC 9111 §5.2.2.3): store only statuses whose caching
+    // rules this cache implements, and then no-store may be ignored.
+    if cc.must_understand && !understood(status) {
+        return Err(NotStored::Status);
+    }
+    if (cc.no_store && !cc.must_understand) || req_cc.no_store {
         return Err(NotStored::NoStore);
     }
     if cc.private && cc.private_fields.is_empty() {
@@ -184,7 +236,8 @@ pub fn evaluate(
     }) {
         return Err(NotStored::VaryStar);
     }
-    if resp.contains_key(SET_COOKIE) && !cc.public {
+    let sets_cookie = resp.contains_key(SET_COOKIE);
+    if sets_cookie && policy.set_cookie == SetCookie::Pass && !cc.public {
         return Err(NotStored::SetCookie);
     }
 
@@ -220,8 +273,11 @@ pub fn evaluate(
     } else {
         lifetime
     };
+    // Stale on arrival and nothing to revalidate with: storing it would
+    // only ever cost a lookup.
     let has_validator = resp.contains_key(http::header::ETAG) || resp.contains_key(LAST_MODIFIED);
-    if lifetime.is_zero() && !has_validator {
+    let fresh_until = epoch.checked_add(lifetime).unwrap_or(epoch);
+    if fresh_until <= exchange.response_time && !has_validator {
         return Err(NotStored::NoFreshness);
     }
     // RFC 9111 §5.2.2: must-revalidate / proxy-revalidate / s-maxage (shared)
@@ -234,9 +290,12 @@ pub fn evaluate(
     };
     let mut strip = cc.private_fields.clone();
     strip.extend(cc.no_cache_fields.iter().cloned());
+    if sets_cookie && policy.set_cookie == SetCookie::Strip {
+        strip.push(SET_COOKIE.as_str().to_string());
+    }
     Ok(Storable {
         epoch,
-        fresh_until: epoch.checked_add(lifetime).unwrap_or(epoch),
+        fresh_until,
         stale_while_revalidate: stale(cc.stale_while_revalidate),
         stale_if_error: stale(cc.stale_if_error),
         strip,
@@ -258,9 +317,11 @@ pub fn epoch(resp: &HeaderMap, exchange: Exchange) -> SystemTime {
         .unwrap_or(Duration::ZERO);
     let corrected_age_value = Duration::from_secs(age_value(resp)) + response_delay;
     let corrected_initial_age = apparent_age.max(corrected_age_value);
+    // Never before 1970: stored metas cannot encode earlier times.
     exchange
         .response_time
         .checked_sub(corrected_initial_age)
+        .filter(|t| *t >= SystemTime::UNIX_EPOCH)
         .unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
@@ -427,6 +488,117 @@ mod tests {
     }
 
     #[test]
+    fn age_lists_count_by_their_first_member() {
+        let ex = Exchange {
+            request_time: at(T0),
+            response_time: at(T0),
+        };
+        let epoch_with = |ages: &[&str]| {
+            let mut h = headers(&[("cache-control", "max-age=3600")]);
+            for a in ages {
+                h.append(AGE, HeaderValue::from_str(a).unwrap());
+            }
+            epoch(&h, ex)
+        };
+        assert_eq!(epoch_with(&["7200, 0"]), at(T0 - 7200));
+        assert_eq!(epoch_with(&["0, 7200"]), at(T0));
+        assert_eq!(epoch_with(&["7200", "0"]), at(T0 - 7200));
+        assert_eq!(epoch_with(&["0", "7200"]), at(T0));
+        for ignored in ["abc", "-7200", "7200.0", "7200;foo=bar"] {
+            assert_eq!(epoch_with(&[ignored]), at(T0), "{ignored}");
+        }
+        // Huge ages make the response ancient, never a time before 1970.
+        assert_eq!(
+            epoch_with(&["99999999999999999999999"]),
+            SystemTime::UNIX_EPOCH
+        );
+        assert_eq!(epoch_with(&["2147483648"]), SystemTime::UNIX_EPOCH);
+    }
+
+    #[test]
+    fn set_cookie_is_stored_stripped_or_passed_as_the_route_says() {
+        let resp = [("cache-control", "max-age=60"), ("set-cookie", "a=b")];
+        let with = |set_cookie| {
+            let p = RoutePolicy {
+                set_cookie,
+                ..Default::default()
+            };
+            eval_with(200, &[], &resp, &p)
+        };
+        assert_eq!(with(SetCookie::Store).unwrap().strip, Vec::<String>::new());
+        assert_eq!(with(SetCookie::Strip).unwrap().strip, vec!["set-cookie"]);
+        assert_eq!(with(SetCookie::Pass), Err(NotStored::SetCookie));
+        let p = RoutePolicy {
+            set_cookie: SetCookie::Pass,
+            ..Default::default()
+        };
+        let public = [
+            ("cache-control", "public, max-age=60"),
+            ("set-cookie", "a=b"),
+        ];
+        assert!(eval_with(200, &[], &public, &p).is_ok());
+    }
+
+    #[test]
+    fn surrogate_control_rules_after_the_targeted_field() {
+        let p = RoutePolicy {
+            targeted_field: Some(HeaderName::from_static("cdn-cache-control")),
+            surrogate_control: true,
+            ..Default::default()
+        };
+        let ttl_of = |resp: &[(&str, &str)]| eval_with(200, &[], resp, &p).map(|s| ttl(Ok(s)));
+        assert_eq!(
+            ttl_of(&[
+                ("cache-control", "no-store"),
+                ("surrogate-control", "max-age=50;parapet")
+            ]),
+            Ok(50)
+        );
+        assert_eq!(
+            ttl_of(&[
+                ("cache-control", "max-age=9"),
+                ("surrogate-control", "no-store")
+            ]),
+            Err(NotStored::NoStore)
+        );
+        assert_eq!(
+            ttl_of(&[
+                ("cache-control", "max-age=9"),
+                ("surrogate-control", "max-age=1;other")
+            ]),
+            Ok(9),
+            "directives for another device leave Cache-Control in charge"
+        );
+        assert_eq!(
+            ttl_of(&[
+                ("cdn-cache-control", "max-age=70"),
+                ("surrogate-control", "max-age=50"),
+            ]),
+            Ok(70)
+        );
+        assert_eq!(
+            ttl_of(&[
+                ("cache-control", "no-store"),
+                ("cdn-cache-control", "max-age=10000, &&&&&"),
+            ]),
+            Err(NotStored::NoStore),
+            "an invalid targeted field is ignored whole"
+        );
+    }
+
+    #[test]
+    fn must_understand_stores_only_understood_statuses() {
+        let cc = [("cache-control", "max-age=3600, no-store, must-understand")];
+        assert!(eval(200, &cc).is_ok(), "understood: no-store is overridden");
+        assert_eq!(eval(599, &cc), Err(NotStored::Status));
+        assert_eq!(
+            eval(599, &[("cache-control", "max-age=3600, must-understand")]),
+            Err(NotStored::Status)
+        );
+        assert!(eval(599, &[("cache-control", "max-age=3600")]).is_ok());
+    }
+
+    #[test]
     fn not_storable_cases() {
         assert_eq!(
             eval(200, &[("cache-control", "no-store, max-age=60")]),
@@ -451,13 +623,6 @@ mod tests {
         assert_eq!(
             eval(302, &[("last-modified", &date(T0 - 1000))]),
             Err(NotStored::NoFreshness)
-        );
-        assert_eq!(
-            eval(
-                200,
-                &[("cache-control", "max-age=60"), ("set-cookie", "a=b")]
-            ),
-            Err(NotStored::SetCookie)
         );
         let auth = [("authorization", "Basic x")];
         let p = RoutePolicy::default();

@@ -441,6 +441,9 @@ pub struct RouteCacheConfig {
     /// `no-store`/`private`; use with care).
     pub force_ttl: Option<String>,
     pub key: Option<CacheKeyConfig>,
+    /// Storable responses that set a cookie: `store` (RFC 9111, default),
+    /// `strip` (store without `Set-Cookie`) or `pass` (store only if `public`).
+    pub set_cookie: Option<String>,
 }
 
 /// Cache key tweaks.
@@ -472,6 +475,10 @@ pub struct CacheConfig {
     pub lock_timeout: String,
     /// The RFC 9213 targeted field obeyed ahead of Cache-Control ("" = none).
     pub targeted_field: String,
+    /// Obey `Surrogate-Control` (targeted at device `parapet`, announced in
+    /// `Surrogate-Capability`), after the targeted field and before
+    /// Cache-Control; it is removed from responses.
+    pub surrogate_control: bool,
     /// Route cache settings used where a route does not set its own.
     pub defaults: RouteCacheConfig,
 }
@@ -484,6 +491,7 @@ impl Default for CacheConfig {
             max_object_size: None,
             lock_timeout: "5s".into(),
             targeted_field: "CDN-Cache-Control".into(),
+            surrogate_control: true,
             defaults: RouteCacheConfig::default(),
         }
     }

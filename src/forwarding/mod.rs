@@ -229,10 +229,24 @@ impl Forwarding {
         Ok(())
     }
 
-    /// Removes origin-identifying headers from an origin response.
+    /// Removes origin-identifying headers from an origin response, and the
+    /// fields its `Connection` header names: they were meant for the hop
+    /// between origin and edge (RFC 9110 §7.6.1), so they are neither
+    /// forwarded nor stored. A 101 keeps `Upgrade`, which the switch needs.
     pub fn upstream_response(&self, resp: &mut ResponseHeader) {
         for name in &self.hide {
             resp.remove_header(name);
+        }
+        let listed: Vec<HeaderName> = resp
+            .headers
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim_ascii()).ok())
+            .filter(|n| !(resp.status == 101 && n == http::header::UPGRADE))
+            .collect();
+        for name in listed {
+            resp.remove_header(&name);
         }
     }
 
@@ -336,6 +350,32 @@ mod tests {
             "6.6.6.6, 1.2.3.4, 10.0.0.2, 10.0.0.1"
         );
         assert_eq!(r.headers["x-forwarded-proto"], "https");
+    }
+
+    #[test]
+    fn fields_named_in_the_origins_connection_header_are_dropped() {
+        let f = fwd(&[]);
+        let mut resp = ResponseHeader::build(200, None).unwrap();
+        for (k, v) in [
+            ("connection", "a, B ,keep-alive"),
+            ("a", "1"),
+            ("b", "2"),
+            ("c", "3"),
+            ("keep-alive", "timeout=5"),
+        ] {
+            resp.append_header(k, v).unwrap();
+        }
+        f.upstream_response(&mut resp);
+        for gone in ["a", "b", "keep-alive"] {
+            assert!(!resp.headers.contains_key(gone), "{gone} was forwarded");
+        }
+        assert_eq!(resp.headers["c"], "3");
+
+        let mut switch = ResponseHeader::build(101, None).unwrap();
+        switch.append_header("connection", "upgrade").unwrap();
+        switch.append_header("upgrade", "websocket").unwrap();
+        f.upstream_response(&mut switch);
+        assert_eq!(switch.headers["upgrade"], "websocket");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use super::RequestCtx;
 use crate::cache::directives::Seconds;
 use crate::cache::policy::{self, Exchange};
-use crate::cache::{key, status, CacheRuntime, RouteCache};
+use crate::cache::{http_date, key, status, CacheRuntime, RouteCache};
 use crate::metrics;
 use crate::routing::request_host;
 use http::header::{HeaderName, AGE, CONTENT_LENGTH};
@@ -21,6 +21,7 @@ use std::time::SystemTime;
 
 const SURROGATE_KEY: HeaderName = HeaderName::from_static("surrogate-key");
 const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
+const SURROGATE_CAPABILITY: HeaderName = HeaderName::from_static("surrogate-capability");
 
 /// `request_cache_filter`: GET and HEAD on a caching route use the cache;
 /// unsafe methods there are remembered for invalidation.
@@ -171,6 +172,43 @@ fn seconds_allow(s: Seconds, ok: impl Fn(u64) -> bool) -> bool {
     }
 }
 
+/// `upstream_request_filter`: announce this cache as a surrogate (Edge
+/// Architecture 1.0 §2.1) so origins can target `Surrogate-Control` at it.
+pub fn upstream_request(req: &mut RequestHeader, route: &RouteCache) -> Result<()> {
+    if route.policy.surrogate_control {
+        let capability = format!("{}=\"Surrogate/1.0\"", policy::SURROGATE_DEVICE);
+        req.append_header(SURROGATE_CAPABILITY, capability)?;
+    }
+    Ok(())
+}
+
+/// `cache_not_modified_filter`: whether a stored response satisfies the
+/// request's condition, so a 304 can answer it.
+pub fn not_modified(req: &RequestHeader, stored: &ResponseHeader) -> bool {
+    use http::header::{IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
+    if pingora::protocols::http::conditional_filter::not_modified_filter(req, stored) {
+        return true;
+    }
+    if stored.status != http::StatusCode::OK
+        || req.headers.contains_key(IF_NONE_MATCH)
+        || stored.headers.contains_key(LAST_MODIFIED)
+    {
+        return false;
+    }
+    let date = |h: &http::HeaderMap, name| {
+        h.get(name)
+            .and_then(|v: &http::HeaderValue| v.to_str().ok())
+            .and_then(http_date::parse)
+    };
+    match (
+        date(&req.headers, IF_MODIFIED_SINCE),
+        date(&stored.headers, http::header::DATE),
+    ) {
+        (Some(since), Some(generated)) => since >= generated,
+        _ => false,
+    }
+}
+
 /// `proxy_upstream_filter`: `only-if-cached` must not reach the origin.
 pub fn only_if_cached(session: &Session) -> bool {
     policy::request_directives(&session.req_header().headers).only_if_cached
@@ -285,13 +323,19 @@ pub fn serve_stale(error: Option<&Error>) -> bool {
     }
 }
 
-/// `response_filter`: the `Cache-Status` header; `Surrogate-Key` stays inside.
+/// `response_filter`: the `Cache-Status` header; `Surrogate-Key` stays
+/// inside, and so does `Surrogate-Control` when this cache obeys it (it was
+/// for the surrogate, Edge Architecture 1.0 §2.2).
 pub fn response_headers(
     session: &Session,
     resp: &mut ResponseHeader,
     ctx: &mut RequestCtx,
+    route: &RouteCache,
 ) -> Result<()> {
     resp.remove_header(&SURROGATE_KEY);
+    if route.policy.surrogate_control {
+        resp.remove_header(&policy::SURROGATE_CONTROL);
+    }
     let fresh_until = session.cache.maybe_cache_meta().map(|m| m.fresh_until());
     if let Some((label, value)) =
         status::describe(&session.cache.phase(), fresh_until, SystemTime::now())

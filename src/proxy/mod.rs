@@ -285,6 +285,17 @@ impl ProxyHttp for Edge {
             .and_then(|(_, route)| caching::hit_filter(session, meta, is_fresh, route)))
     }
 
+    /// Pingora's conditional rules, plus `If-Modified-Since` against a stored
+    /// response without `Last-Modified`, judged by its `Date` (RFC 9111 §4.3.2).
+    fn cache_not_modified_filter(
+        &self,
+        session: &Session,
+        resp: &ResponseHeader,
+        _ctx: &mut RequestCtx,
+    ) -> Result<bool> {
+        Ok(caching::not_modified(session.req_header(), resp))
+    }
+
     /// `Cache-Control: only-if-cached` that missed: 504, never the origin.
     async fn proxy_upstream_filter(
         &self,
@@ -400,6 +411,9 @@ impl ProxyHttp for Edge {
             )?;
         }
         compression::upstream_request(upstream_request, route.compression)?;
+        if let Some(route_cache) = &route.cache {
+            caching::upstream_request(upstream_request, route_cache)?;
+        }
         route.request_headers.apply_request(upstream_request)
     }
 
@@ -452,8 +466,8 @@ impl ProxyHttp for Edge {
             let on = route.is_some_and(|r| r.compression);
             compression::on_response(session, upstream_response, on, c);
         }
-        if self.caching(ctx).is_some() {
-            caching::response_headers(session, upstream_response, ctx)?;
+        if let Some((_, route_cache)) = self.caching(ctx) {
+            caching::response_headers(session, upstream_response, ctx, route_cache)?;
         }
         self.snap
             .forwarding
