@@ -320,3 +320,91 @@ fn dead_pool_and_slow_origin_get_clean_edge_errors() {
     );
     assert!(!p.logs().contains("panicked"), "{}", p.logs());
 }
+
+/// An origin that answers every request after `delay`, until `drop` is set;
+/// from then on it closes each connection on the next request it receives,
+/// without answering. Counts the requests it dropped.
+struct DroppingOrigin {
+    addr: std::net::SocketAddr,
+    drop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    dropped: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl DroppingOrigin {
+    fn start(delay: Duration) -> DroppingOrigin {
+        use std::io::{BufRead, BufReader, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let drop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let dropped = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (d, n) = (drop.clone(), dropped.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let (d, n) = (d.clone(), n.clone());
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(conn.try_clone().unwrap());
+                    loop {
+                        // Read one request head (these requests have no body).
+                        let mut line = String::new();
+                        loop {
+                            line.clear();
+                            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                                return;
+                            }
+                            if line == "\r\n" {
+                                break;
+                            }
+                        }
+                        if d.load(Ordering::SeqCst) {
+                            n.fetch_add(1, Ordering::SeqCst);
+                            return; // closes without a response
+                        }
+                        std::thread::sleep(delay);
+                        let body = "ok";
+                        let resp = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if conn.write_all(resp.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        DroppingOrigin {
+            addr,
+            drop,
+            dropped,
+        }
+    }
+}
+
+#[test]
+fn retries_on_dropped_pooled_connections_stay_within_the_budget() {
+    use std::sync::atomic::Ordering;
+    let origin = DroppingOrigin::start(Duration::from_millis(300));
+    let p = Parapet::in_front_of(&origin.addr.to_string(), "routes:\n  - upstream: o\n");
+    // Eight concurrent slow requests leave eight idle connections in the pool.
+    let warm: Vec<_> = (0..8)
+        .map(|_| {
+            let addr = p.addr();
+            std::thread::spawn(move || get(addr, "/warm", &[]).status)
+        })
+        .collect();
+    for w in warm {
+        assert_eq!(w.join().unwrap(), 200);
+    }
+    origin.drop.store(true, Ordering::SeqCst);
+    let r = p.get("/after", &[]);
+    assert_eq!(r.status, 502);
+    let attempts = origin.dropped.load(Ordering::SeqCst);
+    // The pool's default budget is 2 retries: at most 3 attempts, where
+    // Pingora alone would go on to its max_retries (16) or the pool's end.
+    assert!(
+        (1..=3).contains(&attempts),
+        "{attempts} attempts for one request"
+    );
+}
