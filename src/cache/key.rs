@@ -40,7 +40,9 @@ pub fn primary(
     };
     let mut out = Vec::with_capacity(32 + host.len() + target.len());
     frame(&mut out, scheme.as_bytes());
-    frame(&mut out, host.to_ascii_lowercase().as_bytes());
+    // The host, lowercased as it is framed (no copy of its own).
+    out.extend_from_slice(&(host.len() as u32).to_be_bytes());
+    out.extend(host.bytes().map(|b| b.to_ascii_lowercase()));
     frame(&mut out, &port.to_be_bytes());
     frame(&mut out, target.as_bytes());
     for name in &policy.headers {

@@ -8,42 +8,21 @@ pub const NAME: &str = "parapet";
 
 /// Lookup result as a metric label and `Cache-Status` value; `None` when the
 /// request never went through the cache (caching off for the route or method).
+/// Built by appending, without the formatting machinery: it runs on every hit.
 pub fn describe(
     phase: &CachePhase,
     fresh_until: Option<SystemTime>,
     now: SystemTime,
 ) -> Option<(&'static str, String)> {
-    let ttl = || {
-        fresh_until
-            .map(|f| match f.duration_since(now) {
-                Ok(d) => format!("; ttl={}", d.as_secs()),
-                Err(e) => format!("; ttl=-{}", e.duration().as_secs()),
-            })
-            .unwrap_or_default()
-    };
-    let v = match phase {
-        CachePhase::Hit => ("hit", format!("{NAME}; hit{}", ttl())),
-        CachePhase::StaleUpdating => (
-            "stale",
-            format!("{NAME}; hit{}; detail=stale-while-revalidate", ttl()),
-        ),
-        CachePhase::Stale => (
-            "stale",
-            format!("{NAME}; fwd=stale; detail=stale-if-error{}", ttl()),
-        ),
-        CachePhase::Miss => ("miss", format!("{NAME}; fwd=miss; stored")),
-        CachePhase::Expired => (
-            "expired",
-            format!("{NAME}; fwd=stale; fwd-status=200; stored"),
-        ),
-        CachePhase::Revalidated => (
-            "revalidated",
-            format!("{NAME}; fwd=stale; fwd-status=304{}", ttl()),
-        ),
-        CachePhase::RevalidatedNoCache(_) => {
-            ("revalidated", format!("{NAME}; fwd=stale; fwd-status=304"))
-        }
-        CachePhase::Bypass => ("bypass", format!("{NAME}; fwd=bypass")),
+    let (label, text, ttl): (&'static str, &str, bool) = match phase {
+        CachePhase::Hit => ("hit", "; hit", true),
+        CachePhase::StaleUpdating => ("stale", "; hit", true),
+        CachePhase::Stale => ("stale", "; fwd=stale; detail=stale-if-error", true),
+        CachePhase::Miss => ("miss", "; fwd=miss; stored", false),
+        CachePhase::Expired => ("expired", "; fwd=stale; fwd-status=200; stored", false),
+        CachePhase::Revalidated => ("revalidated", "; fwd=stale; fwd-status=304", true),
+        CachePhase::RevalidatedNoCache(_) => ("revalidated", "; fwd=stale; fwd-status=304", false),
+        CachePhase::Bypass => ("bypass", "; fwd=bypass", false),
         CachePhase::Disabled(NoCacheReason::NeverEnabled)
         | CachePhase::Uninit
         | CachePhase::CacheKey => return None,
@@ -62,10 +41,33 @@ pub fn describe(
                 NoCacheReason::Custom(why) => ("uncacheable", *why),
                 _ => ("uncacheable", "origin"),
             };
-            (label, format!("{NAME}; fwd=miss; detail={detail}"))
+            let mut v = String::with_capacity(NAME.len() + 20 + detail.len());
+            v.push_str(NAME);
+            v.push_str("; fwd=miss; detail=");
+            v.push_str(detail);
+            return Some((label, v));
         }
     };
-    Some(v)
+    let mut v = String::with_capacity(64);
+    v.push_str(NAME);
+    v.push_str(text);
+    if ttl {
+        if let Some(f) = fresh_until {
+            v.push_str("; ttl=");
+            let mut digits = itoa::Buffer::new();
+            match f.duration_since(now) {
+                Ok(d) => v.push_str(digits.format(d.as_secs())),
+                Err(e) => {
+                    v.push('-');
+                    v.push_str(digits.format(e.duration().as_secs()));
+                }
+            }
+        }
+    }
+    if matches!(phase, CachePhase::StaleUpdating) {
+        v.push_str("; detail=stale-while-revalidate");
+    }
+    Some((label, v))
 }
 
 #[cfg(test)]

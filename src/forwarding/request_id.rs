@@ -43,7 +43,19 @@ impl RequestIdGenerator {
 
     pub fn next_id(&self) -> String {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        format!("{:016x}{:016x}", self.prefix, splitmix64(n ^ self.key))
+        let mut id = String::with_capacity(32);
+        push_hex(&mut id, self.prefix);
+        push_hex(&mut id, splitmix64(n ^ self.key));
+        id
+    }
+}
+
+/// Appends the 16 lowercase hex digits of `v` (every request makes an id:
+/// this skips the formatting machinery).
+fn push_hex(out: &mut String, v: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for shift in (0..16).rev() {
+        out.push(DIGITS[((v >> (shift * 4)) & 0xf) as usize] as char);
     }
 }
 
@@ -80,6 +92,14 @@ mod tests {
             .all(|id| id.len() == 32 && is_acceptable(id.as_bytes())));
         let other = RequestIdGenerator::new();
         assert_ne!(g.next_id()[..16], other.next_id()[..16]);
+    }
+
+    #[test]
+    fn hex_digits_are_fixed_width_lowercase() {
+        let mut s = String::new();
+        push_hex(&mut s, 0xab);
+        push_hex(&mut s, u64::MAX - 1);
+        assert_eq!(s, format!("{:016x}{:016x}", 0xab, u64::MAX - 1));
     }
 
     #[test]

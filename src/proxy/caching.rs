@@ -71,25 +71,9 @@ fn key_for(req: &RequestHeader, scheme: &str, route: &RouteCache) -> CacheKey {
     url.push_str("://");
     url.push_str(&host);
     url.push(':');
-    push_decimal(&mut url, port);
+    url.push_str(itoa::Buffer::new().format(port));
     url.push_str(target);
     key::with_url(key::primary(scheme, &host, port, req, &route.key), url)
-}
-
-/// Appends `n` in decimal.
-fn push_decimal(out: &mut String, n: u16) {
-    let mut digits = [0u8; 5];
-    let mut i = digits.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend(digits[i..].iter().map(|&d| d as char));
 }
 
 /// `cache_key_callback`.
