@@ -289,3 +289,44 @@ fn if_modified_since_without_last_modified_is_judged_by_date() {
     assert_eq!(p.get("/ims", &older).status, 200);
     assert_eq!(o.hits(), 1);
 }
+
+#[test]
+fn responses_keep_their_own_date_on_misses_and_hits() {
+    let o = Origin::start("o");
+    let p = cached_everywhere(&o);
+    let date = http_date(-3600);
+    let respond = [
+        ("X-Respond", "Cache-Control: max-age=7200".to_string()),
+        ("X-Respond", format!("Date: {date}")),
+    ];
+    let h: Vec<(&str, &str)> = respond.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let miss = p.get("/dated", &h);
+    let hit = p.get("/dated", &h);
+    assert_eq!(o.hits(), 1);
+    assert_eq!(
+        miss.header("date"),
+        Some(date.as_str()),
+        "forwarded as sent"
+    );
+    assert_eq!(
+        hit.header("date"),
+        Some(date.as_str()),
+        "not updated on a hit"
+    );
+    let age: u64 = hit.header("age").unwrap().parse().unwrap();
+    assert!(age >= 3600, "age {age}");
+    assert_eq!(hit.headers_named("date").len(), 1);
+
+    // A response without a Date of its own (this origin sends none unless
+    // told to) gets the current time.
+    let page = p.get("/undated", &[]);
+    let own = page
+        .header("date")
+        .and_then(|d| httpdate::parse_http_date(d).ok());
+    let drift = own.and_then(|t| SystemTime::now().duration_since(t).ok());
+    assert!(
+        drift.is_some_and(|d| d < Duration::from_secs(60)),
+        "{:?}",
+        page.header("date")
+    );
+}

@@ -11,6 +11,7 @@
 //! (the preface is recognised) pass through untouched: their frames are not
 //! text.
 
+use super::response_date::{self, DateSlot};
 use super::write_coalesce::WriteCoalescer;
 use crate::metrics;
 use async_trait::async_trait;
@@ -59,6 +60,8 @@ pub struct ClientStream {
     on_slow: Option<(Arc<crate::behaviour::Reputation>, std::net::IpAddr)>,
     /// Small writes held back so a response head and body leave together.
     writes: WriteCoalescer,
+    /// The `Date` the next HTTP/1 response head keeps ([`super::response_date`]).
+    pub date: DateSlot,
 }
 
 impl ClientStream {
@@ -77,6 +80,7 @@ impl ClientStream {
             first: true,
             on_slow,
             writes: WriteCoalescer::default(),
+            date: DateSlot::default(),
         })
     }
 
@@ -91,6 +95,8 @@ impl ClientStream {
         if self.state == State::Idle {
             self.state = State::Head;
             self.head_started = Some(tokio::time::Instant::now());
+            // Whatever the last response left unused is not for this one.
+            self.date.set(None);
         }
         if self.state == State::Head {
             if ends_head(self.tail, data) {
@@ -180,6 +186,19 @@ impl AsyncWrite for ClientStream {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.as_mut().get_mut();
+        if response_date::is_final_head(data) {
+            if let Some(head) = this
+                .date
+                .take()
+                .and_then(|d| response_date::with_date(data, d.as_bytes()))
+            {
+                this.writes.hold(head);
+                if this.state == State::Active {
+                    this.state = State::Idle;
+                }
+                return Poll::Ready(Ok(data.len()));
+            }
+        }
         let r = this.writes.poll_write(&mut this.inner, cx, data);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) && self.state == State::Active {
             // A response is going out: the next byte read starts a new head.

@@ -10,7 +10,7 @@
 //! | `fail_to_connect`         | count, and retry elsewhere within the budget    | attempts      |
 //! | `upstream_request_filter` | path rewrite, X-Forwarded-*, request id, rules  | routing, forwarding |
 //! | `upstream_response_filter`| strip origin identity headers                   | forwarding    |
-//! | `response_filter`         | route response rules, request id, HSTS, compression, drain close | routing, forwarding, compression |
+//! | `response_filter`         | route response rules, request id, HSTS, compression, drain close, the response's own `Date` | routing, forwarding, compression, response_date |
 //! | `fail_to_proxy`           | edge error page without backend details         | edge_response |
 //! | `logging`                 | metrics and the access log line                 | metrics, access_log |
 
@@ -23,6 +23,7 @@ mod compression;
 mod connections;
 mod context;
 mod edge_response;
+mod response_date;
 mod write_coalesce;
 
 use admission::Admission;
@@ -481,6 +482,7 @@ impl ProxyHttp for Edge {
         if lifecycle::is_draining() {
             session.set_keepalive(None);
         }
+        response_date::keep(session, upstream_response);
         Ok(())
     }
 

@@ -69,6 +69,16 @@ impl WriteCoalescer {
         Pin::new(inner).poll_write(cx, data)
     }
 
+    /// Holds `data` whatever its size, to go out with the next write or
+    /// flush (a response head rewritten on its way out).
+    pub fn hold(&mut self, data: Vec<u8>) {
+        if self.held.is_empty() {
+            self.held = data;
+        } else {
+            self.held.extend_from_slice(&data);
+        }
+    }
+
     /// Writes everything held; call before flushing or shutting `inner` down.
     pub fn poll_drain<W: AsyncWrite + Unpin + ?Sized>(
         &mut self,
