@@ -330,3 +330,46 @@ fn responses_keep_their_own_date_on_misses_and_hits() {
         page.header("date")
     );
 }
+
+#[test]
+fn a_route_may_allow_stale_copies_when_the_origin_fails() {
+    let mut o = Origin::start("o");
+    let p = edge(
+        &o,
+        "routes:
+  - match: {path_prefix: /allowed}
+    upstream: o
+    cache: {enabled: true, stale_if_error: 10m}
+  - upstream: o
+    cache: {enabled: true}
+",
+    );
+    let stale_now = ["Cache-Control: max-age=0", "ETag: \"v1\""];
+    let strict = ["Cache-Control: max-age=0, must-revalidate", "ETag: \"v1\""];
+    let headers = |r: &[&'static str]| r.iter().map(|v| ("X-Respond", *v)).collect::<Vec<_>>();
+    let first = p.get("/allowed/a", &headers(&stale_now));
+    p.get("/allowed/strict", &headers(&strict));
+    p.get("/other", &headers(&stale_now));
+    o.stop();
+
+    let r = p.get("/allowed/a", &headers(&stale_now));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.body, first.body);
+    assert!(
+        r.header("cache-status")
+            .unwrap_or("")
+            .contains("stale-if-error"),
+        "{:?}",
+        r.header("cache-status")
+    );
+    assert_eq!(
+        p.get("/allowed/strict", &headers(&strict)).status,
+        502,
+        "must-revalidate closes the window"
+    );
+    assert_eq!(
+        p.get("/other", &headers(&stale_now)).status,
+        502,
+        "off by default"
+    );
+}

@@ -130,6 +130,7 @@ impl RouteCache {
             })
         };
         let default_ttl = duration("default_ttl", pick(|c| c.default_ttl.as_deref()));
+        let stale_if_error = duration("stale_if_error", pick(|c| c.stale_if_error.as_deref()));
         let force_ttl = duration("force_ttl", pick(|c| c.force_ttl.as_deref()));
         let key_cfg = route
             .and_then(|r| r.key.as_ref())
@@ -178,6 +179,7 @@ impl RouteCache {
         enabled.then_some(RouteCache {
             policy: RoutePolicy {
                 default_ttl,
+                stale_if_error,
                 force_ttl,
                 targeted_field,
                 surrogate_control: cache.is_none_or(|c| c.surrogate_control),

@@ -16,6 +16,10 @@ use std::time::{Duration, SystemTime};
 pub struct RoutePolicy {
     /// Lifetime when the origin gave no freshness information at all.
     pub default_ttl: Option<Duration>,
+    /// The `stale-if-error` window when the origin gave none (an operator's
+    /// permission to serve stale, RFC 9111 §4.2.4); closed by the same
+    /// directives that close the origin's.
+    pub stale_if_error: Option<Duration>,
     /// Store for this long whatever the origin said (an explicit override).
     pub force_ttl: Option<Duration>,
     /// The targeted field this cache obeys ahead of `Cache-Control` (RFC 9213).
@@ -297,7 +301,11 @@ pub fn evaluate(
         epoch,
         fresh_until,
         stale_while_revalidate: stale(cc.stale_while_revalidate),
-        stale_if_error: stale(cc.stale_if_error),
+        stale_if_error: stale(
+            cc.stale_if_error.or(policy
+                .stale_if_error
+                .map(|d| Seconds::Valid(d.as_secs().min(u64::from(u32::MAX)) as u32))),
+        ),
         strip,
     })
 }
@@ -513,6 +521,28 @@ mod tests {
             SystemTime::UNIX_EPOCH
         );
         assert_eq!(epoch_with(&["2147483648"]), SystemTime::UNIX_EPOCH);
+    }
+
+    #[test]
+    fn the_routes_stale_if_error_applies_where_the_origin_gave_none() {
+        let p = RoutePolicy {
+            stale_if_error: Some(Duration::from_secs(600)),
+            ..Default::default()
+        };
+        let sie = |cc: &str| {
+            eval_with(200, &[], &[("cache-control", cc), ("etag", "\"x\"")], &p)
+                .unwrap()
+                .stale_if_error
+        };
+        assert_eq!(sie("max-age=60"), 600);
+        assert_eq!(
+            sie("max-age=60, stale-if-error=5"),
+            5,
+            "the origin's own wins"
+        );
+        assert_eq!(sie("max-age=60, must-revalidate"), 0);
+        assert_eq!(sie("max-age=60, s-maxage=60"), 0);
+        assert_eq!(sie("max-age=60, no-cache"), 0);
     }
 
     #[test]

@@ -437,6 +437,9 @@ pub struct RouteCacheConfig {
     pub enabled: Option<bool>,
     /// Lifetime used only when the origin sent no freshness information.
     pub default_ttl: Option<String>,
+    /// How long past freshness a stored response may answer when the origin
+    /// fails, where the origin gave no `stale-if-error` of its own.
+    pub stale_if_error: Option<String>,
     /// Store for this long whatever the origin says (explicit override of
     /// `no-store`/`private`; use with care).
     pub force_ttl: Option<String>,
