@@ -186,12 +186,16 @@ impl AsyncWrite for ClientStream {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.as_mut().get_mut();
-        if response_date::is_final_head(data) {
-            if let Some(head) = this
+        // The slot is filled only between `response_filter` and the head it
+        // was filled for, and any head takes it: an interim one (a 101 before
+        // tunnelled bytes) leaves nothing for later writes to match.
+        if data.starts_with(b"HTTP/1.") {
+            let head = this
                 .date
                 .take()
-                .and_then(|d| response_date::with_date(data, d.as_bytes()))
-            {
+                .filter(|_| response_date::is_final_head(data))
+                .and_then(|d| response_date::with_date(data, d.as_bytes()));
+            if let Some(head) = head {
                 this.writes.hold(head);
                 if this.state == State::Active {
                     this.state = State::Idle;
