@@ -160,8 +160,10 @@ fn seconds_allow(s: Seconds, ok: impl Fn(u64) -> bool) -> bool {
 /// Architecture 1.0 §2.1) so origins can target `Surrogate-Control` at it.
 pub fn upstream_request(req: &mut RequestHeader, route: &RouteCache) -> Result<()> {
     if route.policy.surrogate_control {
-        let capability = format!("{}=\"Surrogate/1.0\"", policy::SURROGATE_DEVICE);
-        req.append_header(SURROGATE_CAPABILITY, capability)?;
+        req.append_header(
+            SURROGATE_CAPABILITY,
+            http::HeaderValue::from_static(policy::SURROGATE_CAPABILITY_VALUE),
+        )?;
     }
     Ok(())
 }

@@ -34,6 +34,9 @@ pub struct RoutePolicy {
 /// announced to origins in `Surrogate-Capability`.
 pub const SURROGATE_DEVICE: &str = "parapet";
 
+/// This cache's `Surrogate-Capability` entry (`device="capabilities"`).
+pub const SURROGATE_CAPABILITY_VALUE: &str = "parapet=\"Surrogate/1.0\"";
+
 /// What to do with a storable response that sets a cookie.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum SetCookie {

@@ -223,6 +223,12 @@ fn set_cookie_is_stored_stripped_or_passed_as_the_route_says() {
 }
 
 #[test]
+fn the_announced_capability_names_the_device_obeyed() {
+    let (device, _) = SURROGATE_CAPABILITY_VALUE.split_once('=').unwrap();
+    assert_eq!(device, SURROGATE_DEVICE);
+}
+
+#[test]
 fn surrogate_control_rules_after_the_targeted_field() {
     let p = RoutePolicy {
         targeted_field: Some(HeaderName::from_static("cdn-cache-control")),
