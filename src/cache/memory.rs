@@ -208,25 +208,24 @@ impl MemoryTier {
         removed.map(|e| e.id)
     }
 
-    /// Stores a complete object read from a lower tier (promotion); returns its
-    /// entry id and weight for the eviction manager.
+    /// Stores a complete object read from a lower tier (promotion): `meta`
+    /// decoded from `internal` by the caller; returns the entry id and weight
+    /// for the eviction manager.
     pub fn insert_complete(
         &self,
         slot: u128,
         internal: Vec<u8>,
-        header: ResponseHeader,
+        meta: &CacheMeta,
         body: Bytes,
         tags: EntryTags,
     ) -> (u64, usize) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let header = meta.response_header().clone();
         let weight = body.len() + internal.len() + header_weight(&header) + ENTRY_OVERHEAD;
-        let fields = CacheMeta::deserialize(&internal, &TINY_HEADER)
-            .ok()
-            .and_then(|m| MetaFields::of(&m));
         let entry = Arc::new(Entry {
             id,
             internal,
-            fields,
+            fields: MetaFields::of(meta),
             header,
             body,
             weight,

@@ -56,13 +56,9 @@ impl Tiered {
             url: obj.url.into(),
             surrogate_keys: obj.surrogate_keys.into_iter().map(Box::from).collect(),
         };
-        let (id, weight) = self.memory.insert_complete(
-            slot,
-            obj.internal,
-            meta.response_header().clone(),
-            obj.body,
-            tags,
-        );
+        let (id, weight) = self
+            .memory
+            .insert_complete(slot, obj.internal, &meta, obj.body, tags);
         let victims = self.eviction.admit(
             CacheEntryKey::identified(key.to_compact(), CacheEntryId::new(id)),
             weight,
