@@ -125,3 +125,35 @@ fn an_unusable_disk_degrades_to_memory_caching() {
         .metrics()
         .contains("parapet_cache_disk_errors_total{op=\"open\"} 1"));
 }
+
+/// An unsafe method invalidates every tier (RFC 9111 §4.4): with a disk tier
+/// the next GET is a miss that refetches, never the old disk copy promoted
+/// back into memory.
+#[test]
+fn a_successful_post_invalidates_the_disk_copy_too() {
+    let o = Origin::start("o");
+    let disk = temp_dir("parapet-disk-invalidate");
+    let disk = disk.to_str().unwrap();
+    let ports = Ports::new();
+    let p = Parapet::start_with(&ports, &config(&ports, &o, disk, 1));
+    let cached = |p: &Parapet| {
+        let r = p.get("/a", &[("X-Respond", "Cache-Control: max-age=600")]);
+        assert_eq!(r.status, 200);
+        r.header("cache-status").unwrap_or("").to_string()
+    };
+    assert!(cached(&p).contains("stored"));
+    wait_until(DEADLINE, "the object written to disk", || {
+        gauge(&p, "parapet_cache_stored_objects{tier=\"disk\"}") == 1.0
+    });
+    assert!(cached(&p).contains("hit"));
+    let post = request(p.addr(), "POST", "/a", &[], b"x").unwrap();
+    assert_eq!(post.status, 200);
+    let after = cached(&p);
+    assert!(
+        !after.contains("hit"),
+        "the invalidated object was served: {after}"
+    );
+    assert!(cached(&p).contains("hit"), "the refetched copy is stored");
+    assert_eq!(o.hits(), 3, "GET, POST, and one refetch after the POST");
+    let _ = std::fs::remove_dir_all(disk);
+}

@@ -36,7 +36,7 @@ pub struct AdminApp {
 }
 
 impl AdminApp {
-    pub fn new(snap: Arc<Snapshot>, cache: Option<&'static CacheRuntime>) -> AdminApp {
+    pub(crate) fn new(snap: Arc<Snapshot>, cache: Option<&'static CacheRuntime>) -> AdminApp {
         let listeners = ListenerReadiness::new(snap.listeners.iter().map(|l| l.addr));
         AdminApp {
             snap,

@@ -97,7 +97,7 @@ pub fn handle(cache: Option<&CacheRuntime>, query: &str) -> (StatusCode, String)
     };
     match parse_query(query) {
         Ok((selector, soft)) => {
-            let n = purge::purge(cache, &selector, soft);
+            let n = cache.purge(&selector, soft);
             log::info!("admin purge {selector:?} (soft: {soft}): {n} object(s)");
             (StatusCode::OK, format!("{{\"purged\": {n}}}\n"))
         }

@@ -56,6 +56,30 @@ pub fn primary(
     out
 }
 
+/// The port a scheme implies when the request names none.
+pub(crate) fn default_port(scheme: &str) -> u16 {
+    if scheme == "https" {
+        443
+    } else {
+        80
+    }
+}
+
+/// `scheme://host:port/target`: the URL an object is stored under, which
+/// purges by URL and prefix match. The one place this form is built (the
+/// proxy for fills and invalidations, the purge API for what it is given).
+/// Built without the formatting machinery: it runs on every cache lookup.
+pub(crate) fn stored_url(scheme: &str, host: &str, port: u16, target: &str) -> String {
+    let mut url = String::with_capacity(scheme.len() + host.len() + target.len() + 9);
+    url.push_str(scheme);
+    url.push_str("://");
+    url.push_str(host);
+    url.push(':');
+    url.push_str(itoa::Buffer::new().format(port));
+    url.push_str(target);
+    url
+}
+
 /// The key for `primary` bytes, tagged with the URL it stands for (purges
 /// match on it). The primary hash is computed once here: pingora-cache asks
 /// for it again at every step (lookup, lock, predictor, eviction), and each

@@ -30,6 +30,7 @@ use crate::config::{CacheConfig, ConfigErrors, RouteCacheConfig};
 use http::header::HeaderName;
 use memory::MemoryTier;
 use pingora::cache::eviction::lru::Manager as LruManager;
+use pingora::cache::key::CacheKey;
 use pingora::cache::lock::{CacheKeyLockImpl, CacheLock};
 use pingora::cache::{CacheOptionOverrides, HttpCache};
 use policy::{RoutePolicy, SetCookie};
@@ -190,26 +191,26 @@ impl RouteCache {
     }
 }
 
-/// The process-wide cache objects pingora-cache needs as `&'static`.
-pub struct CacheRuntime {
+/// The process-wide cache, and the one API every caller uses: turn it on
+/// for a request, invalidate keys, purge by selector. Its storage reaches
+/// every tier; no caller sees a tier on its own.
+pub(crate) struct CacheRuntime {
     /// Remembers keys whose responses were not storable, so that later
     /// requests for them skip the lookup and the cache lock (hit-for-pass):
     /// without it, concurrent requests for a hot `no-store` URL queue behind
     /// one another on the lock.
-    pub predictor: &'static pingora::cache::predictor::Predictor<16>,
+    predictor: &'static pingora::cache::predictor::Predictor<16>,
     /// What pingora-cache uses: memory in front of disk.
-    pub storage: &'static Tiered,
-    pub memory: &'static MemoryTier,
-    pub disk: Option<&'static disk::DiskTier>,
-    pub eviction: &'static LruManager<16>,
-    pub lock: &'static CacheKeyLockImpl,
-    pub settings: CacheSettings,
+    storage: &'static Tiered,
+    eviction: &'static LruManager<16>,
+    lock: &'static CacheKeyLockImpl,
+    settings: CacheSettings,
 }
 
 impl CacheRuntime {
     /// Creates the storage once per process (leaked: it lives as long as the
     /// process, as pingora-cache requires).
-    pub fn start(settings: CacheSettings) -> &'static CacheRuntime {
+    pub(crate) fn start(settings: CacheSettings) -> &'static CacheRuntime {
         let memory = Box::leak(Box::new(MemoryTier::new(settings.max_object)));
         // Capacity hint: objects of ~8 KiB on average.
         let eviction = Box::leak(Box::new(LruManager::<16>::with_capacity(
@@ -238,16 +239,10 @@ impl CacheRuntime {
         let predictor = Box::leak(Box::new(pingora::cache::predictor::Predictor::<16>::new(
             4096, None,
         )));
-        let storage = Box::leak(Box::new(Tiered {
-            memory,
-            disk,
-            eviction,
-        }));
+        let storage = Box::leak(Box::new(Tiered::new(memory, disk, eviction)));
         Box::leak(Box::new(CacheRuntime {
             predictor,
             storage,
-            memory,
-            disk,
             eviction,
             lock,
             settings,
@@ -255,7 +250,7 @@ impl CacheRuntime {
     }
 
     /// Turns the cache on for this request.
-    pub fn enable(&'static self, cache: &mut HttpCache) {
+    pub(crate) fn enable(&'static self, cache: &mut HttpCache) {
         let mut overrides = CacheOptionOverrides::default();
         overrides.wait_timeout = Some(self.settings.lock_timeout);
         cache.enable(
@@ -265,5 +260,26 @@ impl CacheRuntime {
             Some(self.lock),
             Some(overrides),
         );
+    }
+
+    /// The largest body the cache stores (`cache.max_object_size`).
+    pub(crate) fn max_object(&self) -> usize {
+        self.settings.max_object
+    }
+
+    /// Removes the object stored under `key` from every tier (invalidation
+    /// after a successful unsafe request, RFC 9111 §4.4).
+    pub(crate) async fn invalidate(&'static self, key: &CacheKey) -> bool {
+        self.storage.invalidate(&key.to_compact()).await
+    }
+
+    /// An admin purge over every tier; how many objects it touched. Blocking
+    /// (disk I/O).
+    pub(crate) fn purge(&self, selector: &purge::Selector, soft: bool) -> usize {
+        let n = self.storage.purge_matching(selector, soft);
+        crate::metrics::CACHE_PURGES
+            .with_label_values(&[selector.metric_label(soft)])
+            .inc_by(n as u64);
+        n
     }
 }

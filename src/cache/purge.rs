@@ -2,12 +2,8 @@
 //! key; hard (delete) or soft (mark stale, so revalidation and
 //! stale-if-error still have the body).
 
-use super::CacheRuntime;
-use crate::metrics;
-use pingora::cache::eviction::EvictionManager;
-use pingora::cache::storage::PurgeTarget;
-use pingora::cache::CacheEntryId;
-use std::time::SystemTime;
+use super::key::{default_port, stored_url};
+use super::memory::EntryTags;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Selector {
@@ -19,8 +15,9 @@ pub enum Selector {
     Tag(String),
 }
 
-/// `scheme://host:port/path?query` as the cache stores it: scheme defaults
-/// to http, host lower-cased, default port made explicit, path defaults to `/`.
+/// A URL given to the purge API in the form the cache stores
+/// ([`stored_url`]): scheme defaults to http, host lower-cased, default port
+/// made explicit, path defaults to `/`.
 pub fn normalize_url(text: &str) -> Result<String, String> {
     let uri: http::Uri = text.parse().map_err(|_| format!("not a URL: {text:?}"))?;
     let scheme = uri.scheme_str().unwrap_or("http").to_ascii_lowercase();
@@ -28,68 +25,31 @@ pub fn normalize_url(text: &str) -> Result<String, String> {
         .host()
         .ok_or_else(|| format!("URL without a host: {text:?}"))?
         .to_ascii_lowercase();
-    let port = uri
-        .port_u16()
-        .unwrap_or(if scheme == "https" { 443 } else { 80 });
+    let port = uri.port_u16().unwrap_or_else(|| default_port(&scheme));
     let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
     let target = if target.is_empty() { "/" } else { target };
-    Ok(format!("{scheme}://{host}:{port}{target}"))
+    Ok(stored_url(&scheme, &host, port, target))
 }
 
-/// Applies a purge to every tier; returns how many objects it touched
-/// (an object on both tiers counts once).
-pub fn purge(runtime: &CacheRuntime, selector: &Selector, soft: bool) -> usize {
-    let pred = |tags: &super::memory::EntryTags| match selector {
-        Selector::Url(u) => &*tags.url == u.as_str(),
-        Selector::Prefix(p) => tags.url.starts_with(p.as_str()),
-        Selector::Tag(t) => tags.surrogate_keys.iter().any(|k| &**k == t.as_str()),
-    };
-    let hits = runtime.memory.matching(pred);
-    let mut on_disk: std::collections::HashSet<u128> = runtime
-        .disk
-        .map(|d| d.matching(pred).into_iter().collect())
-        .unwrap_or_default();
-    let now = SystemTime::now();
-    let mut n = 0;
-    for (slot, key) in hits {
-        if on_disk.remove(&slot) {
-            disk_purge(runtime, slot, soft);
-        }
-        if soft {
-            if runtime.memory.expire_slot(slot, now).unwrap_or(false) {
-                n += 1;
-            }
-        } else if let Some(id) = runtime.memory.remove_slot(slot) {
-            runtime
-                .eviction
-                .remove(PurgeTarget::Active(&key).removed_entry(Some(CacheEntryId::new(id))));
-            n += 1;
+impl Selector {
+    /// Whether a stored object's tags match.
+    pub(crate) fn matches(&self, tags: &EntryTags) -> bool {
+        match self {
+            Selector::Url(u) => &*tags.url == u.as_str(),
+            Selector::Prefix(p) => tags.url.starts_with(p.as_str()),
+            Selector::Tag(t) => tags.surrogate_keys.iter().any(|k| &**k == t.as_str()),
         }
     }
-    for slot in on_disk {
-        disk_purge(runtime, slot, soft);
-        n += 1;
-    }
-    let kind = match (selector, soft) {
-        (Selector::Url(_), false) => "url",
-        (Selector::Prefix(_), false) => "prefix",
-        (Selector::Tag(_), false) => "tag",
-        (_, true) => "soft",
-    };
-    metrics::CACHE_PURGES
-        .with_label_values(&[kind])
-        .inc_by(n as u64);
-    n
-}
 
-/// Deletes, or rewrites as expired, the disk copy of `slot`.
-fn disk_purge(runtime: &CacheRuntime, slot: u128, soft: bool) {
-    let Some(disk) = runtime.disk else { return };
-    if !soft {
-        disk.remove(slot);
-        return;
+    /// The `parapet_cache_purges_total` label of a purge by this selector.
+    pub(crate) fn metric_label(&self, soft: bool) -> &'static str {
+        match (self, soft) {
+            (_, true) => "soft",
+            (Selector::Url(_), false) => "url",
+            (Selector::Prefix(_), false) => "prefix",
+            (Selector::Tag(_), false) => "tag",
+        }
     }
-    super::tiered::rewrite_meta_on_disk(disk, slot, None, SystemTime::now());
 }
 
 #[cfg(test)]

@@ -8,27 +8,33 @@
 //!   background (a failing disk only logs and counts: requests go on);
 //! * memory evictions leave the disk copy; invalidations, purges, soft purges
 //!   and 304 updates reach both tiers.
+//!
+//! The tiers are private to this type: everything that removes or expires an
+//! object ([`Tiered::invalidate`], [`Tiered::purge_matching`], pingora-cache's
+//! own `purge`/`expire`/`update_meta`) goes through it, so no caller can
+//! remove a memory copy and leave the disk copy behind.
 
 use super::disk::{DiskObject, DiskTier};
 use super::memory::{EntryTags, MemoryTier};
+use super::purge::Selector;
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::cache::eviction::lru::Manager as LruManager;
 use pingora::cache::eviction::EvictionManager;
-use pingora::cache::key::{CacheHashKey, CacheKey};
+use pingora::cache::key::{CacheHashKey, CacheKey, CompactCacheKey};
 use pingora::cache::storage::{
     HandleMiss, HitHandler, MissFinishType, MissHandler, PurgeOutcome, PurgeTarget, PurgeType,
 };
-use pingora::cache::trace::SpanHandle;
+use pingora::cache::trace::{Span, SpanHandle};
 use pingora::cache::{CacheEntryId, CacheEntryKey, CacheMeta, Storage};
 use pingora::Result;
 use std::any::Any;
 use std::time::SystemTime;
 
-pub struct Tiered {
-    pub memory: &'static MemoryTier,
-    pub disk: Option<&'static DiskTier>,
-    pub eviction: &'static LruManager<16>,
+pub(crate) struct Tiered {
+    memory: &'static MemoryTier,
+    disk: Option<&'static DiskTier>,
+    eviction: &'static LruManager<16>,
 }
 
 fn slot(key: &impl CacheHashKey) -> u128 {
@@ -36,6 +42,86 @@ fn slot(key: &impl CacheHashKey) -> u128 {
 }
 
 impl Tiered {
+    pub(crate) fn new(
+        memory: &'static MemoryTier,
+        disk: Option<&'static DiskTier>,
+        eviction: &'static LruManager<16>,
+    ) -> Tiered {
+        Tiered {
+            memory,
+            disk,
+            eviction,
+        }
+    }
+
+    /// Removes the object stored under `key` from every tier and from the
+    /// eviction manager (invalidation after an unsafe method, RFC 9111 §4.4).
+    /// Whether anything was removed.
+    pub(crate) async fn invalidate(&'static self, key: &CompactCacheKey) -> bool {
+        let span = Span::inactive().handle();
+        match self
+            .purge(PurgeTarget::Active(key), PurgeType::Invalidation, &span)
+            .await
+        {
+            Ok(PurgeOutcome::Purged(id)) => {
+                if id.is_some() {
+                    self.eviction
+                        .remove(PurgeTarget::Active(key).removed_entry(id));
+                }
+                true
+            }
+            Ok(_) => false,
+            Err(e) => {
+                log::warn!("cache invalidation failed: {e}");
+                false
+            }
+        }
+    }
+
+    /// Applies an admin purge to every tier; how many objects it touched (an
+    /// object on both tiers counts once). Hard purges delete; soft ones mark
+    /// the object stale, so revalidation and stale-if-error keep the body.
+    /// Blocking (disk I/O): call from a thread that may block.
+    pub(crate) fn purge_matching(&self, selector: &Selector, soft: bool) -> usize {
+        let pred = |tags: &EntryTags| selector.matches(tags);
+        let hits = self.memory.matching(pred);
+        let mut on_disk: std::collections::HashSet<u128> = self
+            .disk
+            .map(|d| d.matching(pred).into_iter().collect())
+            .unwrap_or_default();
+        let now = SystemTime::now();
+        let mut n = 0;
+        for (slot, key) in hits {
+            if on_disk.remove(&slot) {
+                self.purge_disk_copy(slot, soft, now);
+            }
+            if soft {
+                if self.memory.expire_slot(slot, now).unwrap_or(false) {
+                    n += 1;
+                }
+            } else if let Some(id) = self.memory.remove_slot(slot) {
+                self.eviction
+                    .remove(PurgeTarget::Active(&key).removed_entry(Some(CacheEntryId::new(id))));
+                n += 1;
+            }
+        }
+        for slot in on_disk {
+            self.purge_disk_copy(slot, soft, now);
+            n += 1;
+        }
+        n
+    }
+
+    /// Deletes, or rewrites as expired, the disk copy of `slot`. Blocking.
+    fn purge_disk_copy(&self, slot: u128, soft: bool, now: SystemTime) {
+        let Some(disk) = self.disk else { return };
+        if soft {
+            rewrite_meta_on_disk(disk, slot, None, now);
+        } else {
+            disk.remove(slot);
+        }
+    }
+
     /// Reads `slot` from disk and promotes it into memory.
     async fn promote(&'static self, key: &CacheKey, trace: &SpanHandle) -> Result<bool> {
         let Some(disk) = self.disk else {
@@ -84,7 +170,7 @@ impl Tiered {
 
 /// Rewrites the disk copy of `slot` with a new serialized meta, or, given
 /// `None`, with its stored meta expired at `now` (soft purge). Blocking.
-pub fn rewrite_meta_on_disk(
+fn rewrite_meta_on_disk(
     disk: &DiskTier,
     slot: u128,
     new: Option<(Vec<u8>, Vec<u8>)>,

@@ -10,10 +10,7 @@ use crate::routing::request_host;
 use http::header::{HeaderName, AGE, CONTENT_LENGTH};
 use http::Method;
 use pingora::cache::key::CacheKey;
-use pingora::cache::storage::{PurgeTarget, PurgeType};
-use pingora::cache::{
-    CacheMeta, CachePhase, ForcedFreshness, NoCacheReason, RespCacheable, Storage,
-};
+use pingora::cache::{CacheMeta, CachePhase, ForcedFreshness, NoCacheReason, RespCacheable};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::Session;
 use pingora::{Error, ErrorSource, ErrorType, Result};
@@ -34,14 +31,6 @@ pub fn enable(session: &mut Session, ctx: &mut RequestCtx, runtime: &'static Cac
     }
 }
 
-fn default_port(scheme: &str) -> u16 {
-    if scheme == "https" {
-        443
-    } else {
-        80
-    }
-}
-
 /// The port the client addressed, from the URI authority or Host header.
 fn request_port(req: &RequestHeader, scheme: &str) -> u16 {
     req.uri
@@ -54,7 +43,7 @@ fn request_port(req: &RequestHeader, scheme: &str) -> u16 {
             }
             port.parse().ok()
         })
-        .unwrap_or_else(|| default_port(scheme))
+        .unwrap_or_else(|| key::default_port(scheme))
 }
 
 /// The key and the URL it is for, for `target` (a path and query) on this request's origin.
@@ -65,14 +54,7 @@ fn key_for(req: &RequestHeader, scheme: &str, route: &RouteCache) -> CacheKey {
         .uri
         .path_and_query()
         .map_or(req.uri.path(), |pq| pq.as_str());
-    // scheme://host:port/target, built without the formatting machinery (hot path)
-    let mut url = String::with_capacity(scheme.len() + host.len() + target.len() + 9);
-    url.push_str(scheme);
-    url.push_str("://");
-    url.push_str(&host);
-    url.push(':');
-    url.push_str(itoa::Buffer::new().format(port));
-    url.push_str(target);
+    let url = key::stored_url(scheme, &host, port, target);
     key::with_url(key::primary(scheme, &host, port, req, &route.key), url)
 }
 
@@ -218,7 +200,7 @@ pub fn response_cacheable(
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<usize>().ok())
-        .is_some_and(|n| n > runtime.settings.max_object);
+        .is_some_and(|n| n > runtime.max_object());
     if too_large {
         return RespCacheable::Uncacheable(NoCacheReason::ResponseTooLarge);
     }
@@ -379,26 +361,7 @@ pub async fn after_response(
         }
     }
     for key in targets {
-        let compact = key.to_compact();
-        let span = pingora::cache::trace::Span::inactive().handle();
-        match runtime
-            .memory
-            .purge(
-                PurgeTarget::Active(&compact),
-                PurgeType::Invalidation,
-                &span,
-            )
-            .await
-        {
-            Ok(pingora::cache::storage::PurgeOutcome::Purged(id)) => {
-                use pingora::cache::eviction::EvictionManager;
-                runtime
-                    .eviction
-                    .remove(PurgeTarget::Active(&compact).removed_entry(id));
-            }
-            Ok(_) => {}
-            Err(e) => log::warn!("request {}: cache invalidation failed: {e}", ctx.request_id),
-        }
+        runtime.invalidate(&key).await;
     }
 }
 

@@ -55,7 +55,7 @@ pub struct Edge {
 }
 
 impl Edge {
-    pub fn new(snap: Arc<Snapshot>, cache: Option<&'static CacheRuntime>) -> Edge {
+    pub(crate) fn new(snap: Arc<Snapshot>, cache: Option<&'static CacheRuntime>) -> Edge {
         let route_metrics = snap
             .router
             .iter()
