@@ -59,6 +59,7 @@ pub fn build(opt: Opt, mut snap: Snapshot) -> Server {
             header_timeout: snap.limits.header_timeout,
             caps: snap.connection_caps.clone(),
             reputation: snap.reputation.clone(),
+            hold_cleanup: std::time::Duration::from_secs(conf.grace_period_seconds.unwrap_or(0)),
         };
         let mut service = Service::new(name.to_string(), app);
         for l in addrs {

@@ -4,6 +4,7 @@
 
 mod support;
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -39,80 +40,143 @@ struct Load {
     failures: Mutex<Vec<String>>,
 }
 
-/// Two clients hammering the edge until `stop`: one on keep-alive connections
-/// (reconnecting when told `Connection: close`), one with a new connection
-/// per request.
+impl Load {
+    fn fail(&self, what: String) {
+        self.failures.lock().unwrap().push(what);
+    }
+}
+
+/// A small deterministic jitter source per thread (no rand crate needed).
+struct Jitter(u64);
+
+impl Jitter {
+    fn millis(&mut self, max: u64) -> Duration {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        Duration::from_millis(self.0 % (max + 1))
+    }
+}
+
+/// Keep-alive clients (reconnecting when told `Connection: close`), pausing
+/// up to `idle_ms` between requests so that some requests race the close of
+/// an idle connection.
+fn keep_alive_client(
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    load: Arc<Load>,
+    seed: u64,
+    idle_ms: u64,
+) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        let mut jitter = Jitter(seed);
+        let mut client: Option<Client> = None;
+        while !stop.load(Ordering::Relaxed) {
+            let c = match client.as_mut() {
+                Some(c) => c,
+                None => match Client::try_connect(addr) {
+                    Ok(c) => client.insert(c),
+                    Err(e) => {
+                        load.fail(format!("keep-alive connect: {e}"));
+                        continue;
+                    }
+                },
+            };
+            match c.send("GET", "/ka", &[], b"") {
+                Ok(r) if r.status == 200 => {
+                    load.ok.fetch_add(1, Ordering::Relaxed);
+                    if r.header("connection")
+                        .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+                    {
+                        client = None;
+                    }
+                }
+                Ok(r) => {
+                    load.fail(format!("keep-alive status {}", r.status));
+                    client = None;
+                }
+                Err(e) => {
+                    load.fail(format!("keep-alive: {e}"));
+                    client = None;
+                }
+            }
+            if idle_ms > 0 {
+                thread::sleep(jitter.millis(idle_ms));
+            }
+        }
+    })
+}
+
+/// Clients opening a new connection per request; with `delay_ms`, the
+/// request follows the connect after up to that long, so that some
+/// connections are accepted by a generation just before it stops accepting
+/// and carry their request only afterwards.
+fn new_connection_client(
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    load: Arc<Load>,
+    seed: u64,
+    delay_ms: u64,
+) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        let mut jitter = Jitter(seed);
+        while !stop.load(Ordering::Relaxed) {
+            let mut c = match Client::try_connect(addr) {
+                Ok(c) => c,
+                Err(e) => {
+                    load.fail(format!("new-conn connect: {e}"));
+                    continue;
+                }
+            };
+            if delay_ms > 0 {
+                thread::sleep(jitter.millis(delay_ms));
+            }
+            match c.send("GET", "/new", &[("Connection", "close")], b"") {
+                Ok(r) if r.status == 200 => {
+                    load.ok.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(r) => load.fail(format!("new-conn status {}", r.status)),
+                Err(e) => load.fail(format!("new-conn: {e}")),
+            }
+        }
+    })
+}
+
+/// Load until `stop`: keep-alive clients with and without idle pauses, and
+/// new-connection clients with and without a pause between connect and
+/// request.
 fn start_load(
-    addr: std::net::SocketAddr,
+    addr: SocketAddr,
     stop: Arc<AtomicBool>,
     load: Arc<Load>,
 ) -> Vec<thread::JoinHandle<()>> {
     let mut threads = Vec::new();
-    {
-        let (stop, load) = (stop.clone(), load.clone());
-        threads.push(thread::spawn(move || {
-            let mut client: Option<Client> = None;
-            while !stop.load(Ordering::Relaxed) {
-                let c = match client.as_mut() {
-                    Some(c) => c,
-                    None => match Client::try_connect(addr) {
-                        Ok(c) => client.insert(c),
-                        Err(e) => {
-                            load.failures
-                                .lock()
-                                .unwrap()
-                                .push(format!("keep-alive connect: {e}"));
-                            continue;
-                        }
-                    },
-                };
-                match c.send("GET", "/ka", &[], b"") {
-                    Ok(r) if r.status == 200 => {
-                        load.ok.fetch_add(1, Ordering::Relaxed);
-                        if r.header("connection")
-                            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
-                        {
-                            client = None;
-                        }
-                    }
-                    Ok(r) => {
-                        load.failures
-                            .lock()
-                            .unwrap()
-                            .push(format!("keep-alive status {}", r.status));
-                        client = None;
-                    }
-                    Err(e) => {
-                        load.failures
-                            .lock()
-                            .unwrap()
-                            .push(format!("keep-alive: {e}"));
-                        client = None;
-                    }
-                }
-            }
-        }));
+    for (i, idle_ms) in [0, 0, 30, 60].into_iter().enumerate() {
+        threads.push(keep_alive_client(
+            addr,
+            stop.clone(),
+            load.clone(),
+            0x9e37 + i as u64,
+            idle_ms,
+        ));
     }
-    threads.push(thread::spawn(move || {
-        while !stop.load(Ordering::Relaxed) {
-            match request(addr, "GET", "/new", &[], b"") {
-                Ok(r) if r.status == 200 => {
-                    load.ok.fetch_add(1, Ordering::Relaxed);
-                }
-                Ok(r) => load
-                    .failures
-                    .lock()
-                    .unwrap()
-                    .push(format!("new-conn status {}", r.status)),
-                Err(e) => load.failures.lock().unwrap().push(format!("new-conn: {e}")),
-            }
-        }
-    }));
+    for (i, delay_ms) in [0, 0, 20, 50].into_iter().enumerate() {
+        threads.push(new_connection_client(
+            addr,
+            stop.clone(),
+            load.clone(),
+            0x7f4a + i as u64,
+            delay_ms,
+        ));
+    }
     threads
 }
 
+/// Ten handoffs in quick succession under load: every request succeeds,
+/// on new and keep-alive connections alike, including those accepted by a
+/// generation in the instant before it stopped accepting.
 #[test]
-fn three_handoffs_under_load_lose_no_request() {
+fn ten_handoffs_under_load_lose_no_request() {
     let a = Origin::start("a");
     let b = Origin::start("b");
     let ports = Ports::new();
@@ -126,24 +190,28 @@ fn three_handoffs_under_load_lose_no_request() {
         load.ok.load(Ordering::Relaxed) > 50
     });
 
-    for n in 2..=4 {
+    let last = 11;
+    for n in 2..=last {
         p.write_config(&config(&ports, n, &a, &b));
         p.signal(SIGHUP);
         let want = n.to_string();
         wait_until(HANDOFF_DEADLINE, &format!("generation {n} serving"), || {
             generation(&p).as_deref() == Some(want.as_str())
         });
-        // Only the new generation answers once the old one stopped accepting.
-        wait_until(
-            HANDOFF_DEADLINE,
-            &format!("only generation {n} answers"),
-            || (0..20).all(|_| generation(&p).as_deref() == Some(want.as_str())),
-        );
-        let before = load.ok.load(Ordering::Relaxed);
-        wait_until(Duration::from_secs(10), "load continues", || {
-            load.ok.load(Ordering::Relaxed) > before + 50
-        });
     }
+    // Only the last generation answers once the others stopped accepting,
+    // and the load goes on past the end of every drain.
+    let want = last.to_string();
+    wait_until(HANDOFF_DEADLINE, "only the last generation answers", || {
+        (0..20).all(|_| generation(&p).as_deref() == Some(want.as_str()))
+    });
+    wait_until(HANDOFF_DEADLINE, "every old generation drained", || {
+        p.logs().matches("finished draining").count() >= last - 1
+    });
+    let before = load.ok.load(Ordering::Relaxed);
+    wait_until(Duration::from_secs(10), "load continues", || {
+        load.ok.load(Ordering::Relaxed) > before + 200
+    });
     stop.store(true, Ordering::Relaxed);
     for t in threads {
         t.join().unwrap();
@@ -151,8 +219,9 @@ fn three_handoffs_under_load_lose_no_request() {
     let ok = load.ok.load(Ordering::Relaxed);
     let failures = load.failures.lock().unwrap().clone();
     println!(
-        "handoff load: {ok} requests succeeded, {} failed across 3 handoffs",
-        failures.len()
+        "handoff load: {ok} requests succeeded, {} failed across {} handoffs",
+        failures.len(),
+        last - 1
     );
     assert!(
         failures.is_empty(),
@@ -161,7 +230,7 @@ fn three_handoffs_under_load_lose_no_request() {
         &failures[..failures.len().min(20)],
         p.logs()
     );
-    assert!(ok > 300, "too little load to mean anything: {ok}");
+    assert!(ok > 1000, "too little load to mean anything: {ok}");
     // The added backend is in effect.
     b.reset_counters();
     for _ in 0..10 {

@@ -20,6 +20,10 @@ pub struct CountConnections<A> {
     pub caps: Arc<(Option<Gate>, Option<PerClient>)>,
     /// Told about slow-client kills.
     pub reputation: Option<Arc<crate::behaviour::Reputation>>,
+    /// How long the proxy's cleanup waits after the accept loops stop: the
+    /// grace period (`server.grace_period_seconds`), which Pingora waits
+    /// anyway before it tears the runtimes down.
+    pub hold_cleanup: std::time::Duration,
 }
 
 struct Open;
@@ -83,7 +87,17 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for CountConnections<A> {
         self.app.process_new(stream, shutdown).await
     }
 
+    /// Pingora calls this the moment the accept loops stop (5 s after a
+    /// handoff's SIGQUIT, or at SIGTERM). The proxy's own cleanup then drops,
+    /// unanswered, every HTTP/1 connection waiting for a request head: one
+    /// accepted in the last instant whose request is still on the wire, a TLS
+    /// handshake finishing later, an idle keep-alive connection whose client
+    /// is sending right now. Held for the grace period instead, each of them
+    /// gets its request served, with `Connection: close` since the process is
+    /// draining; what is still idle when the grace period ends is closed by
+    /// the runtime teardown, as before.
     async fn cleanup(&self) {
+        tokio::time::sleep(self.hold_cleanup).await;
         self.app.cleanup().await
     }
 }
