@@ -90,6 +90,8 @@ pub struct Entry<'a> {
     pub user_agent: Option<&'a str>,
     pub tls: bool,
     pub error: Option<&'a str>,
+    /// The response head went out but the body broke off (logged only when true).
+    pub truncated: bool,
 }
 
 impl AccessLog {
@@ -216,6 +218,10 @@ fn json(out: &mut String, e: &Entry, include_backend: bool) {
     let _ = write!(out, "{}", e.tries);
     field(out, "tls");
     out.push_str(if e.tls { "true" } else { "false" });
+    if e.truncated {
+        field(out, "truncated");
+        out.push_str("true");
+    }
     if include_backend {
         if let Some(b) = e.backend {
             field(out, "backend");
@@ -337,6 +343,7 @@ mod tests {
             user_agent: Some("curl/8\u{1}"),
             tls: true,
             error: None,
+            truncated: false,
         }
     }
 

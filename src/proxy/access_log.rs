@@ -55,5 +55,6 @@ pub fn write(
         user_agent: header(http::header::USER_AGENT),
         tls: ctx.client.as_ref().is_some_and(|c| c.scheme == "https"),
         error: error.map(|e| e.etype().as_str()),
+        truncated: ctx.truncated,
     });
 }

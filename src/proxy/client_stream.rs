@@ -242,6 +242,19 @@ impl AsyncWrite for ClientStream {
     }
 }
 
+/// Held bytes go out when the stream is dropped, as Pingora's own stream
+/// flushes its buffer on drop: a response that failed after its head (an
+/// origin body cut short) still reaches the client as far as it got.
+/// Best effort, without waiting: whatever the socket takes now.
+impl Drop for ClientStream {
+    fn drop(&mut self) {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        if let Poll::Ready(Ok(())) = self.writes.poll_drain(&mut self.inner, &mut cx) {
+            let _ = Pin::new(&mut self.inner).poll_flush(&mut cx);
+        }
+    }
+}
+
 #[async_trait]
 impl Shutdown for ClientStream {
     async fn shutdown(&mut self) {

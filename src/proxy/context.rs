@@ -24,6 +24,9 @@ pub struct RequestCtx {
     pub slots: Vec<crate::concurrency::Slot>,
     /// The client's `Accept-Encoding`, kept when compression rewrote it.
     pub accept_encoding: Option<Vec<http::HeaderValue>>,
+    /// The response head went out but its body could not be completed (the
+    /// origin's broke off): the client got a short body and a close.
+    pub truncated: bool,
 }
 
 /// What the cache hooks carry between phases.
@@ -72,6 +75,7 @@ impl RequestCtx {
             body_bytes: 0,
             slots: Vec::new(),
             accept_encoding: None,
+            truncated: false,
         }
     }
 }

@@ -120,12 +120,16 @@ impl ProxyHttp for Edge {
         RequestCtx::new()
     }
 
-    /// Compression negotiates before Pingora's module reads the request.
+    /// Pipelined HTTP/1 requests are answered in order (RFC 9112 §9.3.2;
+    /// Pingora's default closes the connection after the first and drops
+    /// the rest). Compression negotiates before Pingora's module reads the
+    /// request.
     async fn early_request_filter(
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        session.as_downstream_mut().set_pipelining_enabled(true);
         if let Some(c) = &self.snap.compression {
             compression::on_request(session, ctx, c)?;
         }
@@ -488,12 +492,27 @@ impl ProxyHttp for Edge {
 
     /// The request failed: answer with a small edge page. Timeouts → 504, other
     /// upstream failures → 502, our own HTTPStatus errors keep their status.
+    /// When the response head already went out (the origin's body broke off),
+    /// no page can follow: what arrived is sent and the connection closed,
+    /// so the client sees a short body, not a complete-looking one.
     async fn fail_to_proxy(
         &self,
         session: &mut Session,
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
+        if let Some(sent) = session.response_written().map(|r| r.status) {
+            if !sent.is_informational() || sent == http::StatusCode::SWITCHING_PROTOCOLS {
+                ctx.truncated = true;
+                // Never finish the body: a chunked one would get its last
+                // chunk and look complete.
+                session.as_downstream_mut().shutdown().await;
+                return FailToProxy {
+                    error_code: sent.as_u16(),
+                    can_reuse_downstream: false,
+                };
+            }
+        }
         let code = match e.etype() {
             ErrorType::HTTPStatus(code) => *code,
             ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout
