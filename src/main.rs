@@ -7,8 +7,9 @@
 //! ```
 
 use parapet::runtime::Snapshot;
-use parapet::{app, demo, metrics, supervisor};
+use parapet::{app, demo, lifecycle, metrics, supervisor};
 use pingora::server::configuration::Opt;
+use pingora::server::RunArgs;
 use std::path::PathBuf;
 
 #[global_allocator]
@@ -69,7 +70,16 @@ fn main() {
     metrics::init();
     // Pingora would try to read `conf` as its own YAML; we hand it our ServerConf.
     let opt = Opt { conf: None, ..opt };
-    app::build(opt, snap).run_forever();
+    let server = app::build(opt, snap);
+    let conf = server.configuration.clone();
+    let bound = conf.grace_period_seconds.unwrap_or(0)
+        + conf.graceful_shutdown_timeout_seconds.unwrap_or(0);
+    server.run(RunArgs {
+        shutdown_signal: Box::new(lifecycle::StopSignals {
+            bound: std::time::Duration::from_secs(bound),
+        }),
+    });
+    std::process::exit(0)
 }
 
 /// The value of `-c FILE` / `--conf FILE` / `-cFILE` / `--conf=FILE`.
