@@ -158,9 +158,14 @@ pub struct UpstreamConfig {
     pub health_check: Option<HealthCheckConfig>,
     #[serde(default)]
     pub timeouts: TimeoutsConfig,
-    /// Extra attempts on other backends after a failure to connect.
+    /// Extra attempts on other backends after a failed attempt (see the
+    /// README for which failures are retried).
     #[serde(default = "default_retries")]
     pub retries: usize,
+    /// No retry starts later than this after the request arrived; a retry's
+    /// connect and read timeouts are cut to what is left.
+    #[serde(default = "default_retry_deadline")]
+    pub retry_deadline: String,
     /// Requests in flight to this pool at most; more get 503 at once.
     pub max_in_flight: Option<usize>,
     /// TLS to the backends.
@@ -171,6 +176,10 @@ pub struct UpstreamConfig {
 
 fn default_retries() -> usize {
     2
+}
+
+fn default_retry_deadline() -> String {
+    "60s".into()
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -397,6 +406,10 @@ pub struct RouteConfig {
     /// never cached or compressed, and reads wait up to `stream_idle_timeout`.
     #[serde(default)]
     pub streaming: bool,
+    /// Retry POST, PATCH and other non-idempotent requests after they were
+    /// sent, like idempotent ones (off: an origin may have acted on them).
+    #[serde(default)]
+    pub retry_non_idempotent: bool,
     /// Compress responses (see `compression:`); default `compression.enabled`.
     pub compression: Option<bool>,
     /// Idle limit of streaming routes and of upgraded (WebSocket)

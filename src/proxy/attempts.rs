@@ -6,10 +6,12 @@
 use super::RequestCtx;
 use crate::metrics;
 use crate::runtime::Snapshot;
+use crate::upstream::Pool;
 use pingora::proxy::Session;
 use pingora::upstreams::peer::HttpPeer;
-use pingora::{Error, ErrorSource, ErrorType, Result};
+use pingora::{Error, ErrorSource, ErrorType, Result, RetryType};
 use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
 
 /// `upstream_peer`: picks a healthy backend of the route's pool that this
 /// request has not failed on yet. No candidate left → 503 (before any
@@ -35,6 +37,23 @@ pub fn pick(snap: &Snapshot, session: &mut Session, ctx: &mut RequestCtx) -> Res
             pool.requests_metric.inc();
             let upgrade = session.is_upgrade_req();
             let mut peer = pool.peer(addr, upgrade);
+            // A retry replays the body through `request_body_filter`.
+            ctx.body_bytes = 0;
+            if ctx.upstream.tried.len() > 1 {
+                // A retry gets what is left of the deadline, at most.
+                let left = pool
+                    .retry_deadline
+                    .saturating_sub(ctx.started.elapsed())
+                    .max(Duration::from_millis(1));
+                let o = &mut peer.options;
+                for t in [
+                    &mut o.connection_timeout,
+                    &mut o.total_connection_timeout,
+                    &mut o.read_timeout,
+                ] {
+                    *t = t.map(|d| d.min(left));
+                }
+            }
             if upgrade || route.streaming {
                 // Long-lived: reads from the origin may legitimately wait
                 // this long. The client side gets it for a streaming route
@@ -66,8 +85,10 @@ pub fn pick(snap: &Snapshot, session: &mut Session, ctx: &mut RequestCtx) -> Res
 }
 
 /// `upstream_response_filter`: the backend tried answered; its latency to
-/// the response header goes into its counters.
-pub fn answered(snap: &Snapshot, ctx: &RequestCtx) {
+/// the response header goes into its counters, and from now on nothing is
+/// retried.
+pub fn answered(snap: &Snapshot, ctx: &mut RequestCtx) {
+    ctx.upstream.answered = true;
     if let (Some(pool), Some(started)) = (pool_of(snap, ctx), ctx.upstream.started) {
         if let Some(stats) = ctx.upstream.current().and_then(|a| pool.stats(a)) {
             stats.response(started.elapsed());
@@ -75,13 +96,13 @@ pub fn answered(snap: &Snapshot, ctx: &RequestCtx) {
     }
 }
 
-fn pool_of<'a>(snap: &'a Snapshot, ctx: &RequestCtx) -> Option<&'a crate::upstream::Pool> {
+fn pool_of<'a>(snap: &'a Snapshot, ctx: &RequestCtx) -> Option<&'a Pool> {
     ctx.route
         .map(|i| snap.pools.get(snap.router.get(i).upstream))
 }
 
 /// A failed attempt, counted for the pool and for the backend tried.
-fn count_failure(pool: &crate::upstream::Pool, ctx: &RequestCtx, kind: &str) {
+fn count_failure(pool: &Pool, ctx: &RequestCtx, kind: &str) {
     metrics::UPSTREAM_ERRORS
         .with_label_values(&[&pool.name, kind])
         .inc();
@@ -109,19 +130,30 @@ pub fn failed_to_connect(snap: &Snapshot, ctx: &mut RequestCtx, mut e: Box<Error
     if let Some(addr) = ctx.upstream.current() {
         ctx.upstream.failed.push(addr);
     }
-    if ctx.upstream.tried.len() <= pool.retries {
+    let retry = may_retry(pool, ctx);
+    if retry {
         pool.retries_metric.inc();
-        e.set_retry(true);
-    } else {
-        e.set_retry(false);
     }
+    e.set_retry(retry);
     e
 }
 
-/// `error_while_proxy`: counted; retried (by Pingora's default rule) only for
-/// idempotent requests on a reused connection, and only within the pool's
-/// retry budget: an origin that drops every pooled connection would otherwise
-/// see up to Pingora's `max_retries` (16) attempts per request.
+/// Within the pool's retry budget and deadline, with a backend left to try.
+fn may_retry(pool: &Pool, ctx: &RequestCtx) -> bool {
+    ctx.upstream.tried.len() <= pool.retries
+        && ctx.started.elapsed() < pool.retry_deadline
+        && pool.has_candidate(&ctx.upstream.failed)
+}
+
+/// `error_while_proxy`: a failure after the connection was made. Counted;
+/// retried on another backend when no response header has arrived (so the
+/// client has received nothing), the method is idempotent (or the route
+/// allows others), the body still fits the replay buffer, and the pool's
+/// budget and deadline allow: a reset, a closed connection, no answer within
+/// the read timeout, an unparseable answer. The backend is not picked again
+/// for this request, except after a pooled keep-alive connection the origin
+/// had closed (or an HTTP/2 stream Pingora knows went unprocessed): the
+/// connection's fault, not the backend's.
 pub fn failed_after_sending(
     snap: &Snapshot,
     peer: &HttpPeer,
@@ -130,27 +162,36 @@ pub fn failed_after_sending(
     ctx: &mut RequestCtx,
     client_reused: bool,
 ) -> Box<Error> {
-    let pool = pool_of(snap, ctx);
-    if let Some(pool) = pool {
-        if e.esource() == &ErrorSource::Upstream {
-            count_failure(pool, ctx, error_kind(&e));
-        }
-    }
     let mut e = e.more_context(format!("Peer: {peer}"));
-    let budget_left = pool.is_some_and(|p| ctx.upstream.tried.len() <= p.retries);
-    if !budget_left
-        || !session.req_header().method.is_idempotent()
-        || session.as_ref().retry_buffer_truncated()
-    {
+    let Some(route) = ctx.route.map(|i| snap.router.get(i)) else {
         e.set_retry(false);
-    } else {
-        e.retry.decide_reuse(client_reused);
-        if e.retry() {
-            if let Some(pool) = pool {
-                pool.retries_metric.inc();
+        return e;
+    };
+    let pool = snap.pools.get(route.upstream);
+    let from_origin = e.esource() == &ErrorSource::Upstream;
+    if from_origin {
+        count_failure(pool, ctx, error_kind(&e));
+        let connection_fault = match e.retry {
+            RetryType::Decided(b) => b,
+            RetryType::ReusedOnly => client_reused,
+        };
+        if !connection_fault {
+            if let Some(addr) = ctx.upstream.current() {
+                ctx.upstream.failed.push(addr);
             }
         }
     }
+    let retry = from_origin
+        && !ctx.upstream.answered
+        && session.response_written().is_none()
+        && (session.req_header().method.is_idempotent() || route.retry_non_idempotent)
+        && !session.as_ref().retry_buffer_truncated()
+        && may_retry(pool, ctx);
+    if retry {
+        pool.retries_metric.inc();
+    }
+    // Always decided: Pingora panics on an undecided `ReusedOnly`.
+    e.set_retry(retry);
     e
 }
 

@@ -48,9 +48,12 @@ pub struct CacheCtx {
 pub struct UpstreamAttempts {
     /// Backends tried so far, in order.
     pub tried: Vec<SocketAddr>,
-    /// Backends that refused or timed out the connection: never picked again
-    /// for this request.
+    /// Backends that failed this request (a connection refused or timed
+    /// out, a reset, no answer, an unparseable answer): never picked again
+    /// for it.
     pub failed: Vec<SocketAddr>,
+    /// A response header arrived: nothing is retried from now on.
+    pub answered: bool,
     /// When the current attempt started (for the backend's latency).
     pub started: Option<std::time::Instant>,
 }

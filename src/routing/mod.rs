@@ -64,6 +64,8 @@ pub struct Route {
     pub rate_limit: Option<RateLimiter>,
     /// Long-lived streams: no cache, no compression, long reads.
     pub streaming: bool,
+    /// Non-idempotent requests may be retried after they were sent.
+    pub retry_non_idempotent: bool,
     /// Responses are compressed for clients that accept it.
     pub compression: bool,
     /// Read timeout of streaming requests and upgraded connections.
@@ -214,6 +216,7 @@ impl Router {
                     RouteCache::build(rc.cache.as_ref(), cache, &at("cache"), errs)
                 },
                 streaming: rc.streaming,
+                retry_non_idempotent: rc.retry_non_idempotent,
                 compression: !rc.streaming
                     && rc
                         .compression

@@ -62,8 +62,10 @@ pub struct Pool {
     pub name: String,
     balancer: Balancer,
     hash_key: Option<HashKey>,
-    /// Extra attempts on other backends after a failure to connect.
+    /// Extra attempts on other backends after a failed attempt.
     pub retries: usize,
+    /// No retry starts later than this after the request arrived.
+    pub retry_deadline: Duration,
     pub timeouts: Timeouts,
     pub backends: Vec<BackendInfo>,
     pub health: Option<HealthPlan>,
@@ -148,6 +150,10 @@ impl Pool {
             write: duration("write", &cfg.timeouts.write),
             idle: duration("idle", &cfg.timeouts.idle),
         };
+        let retry_deadline = parse_positive_duration(&cfg.retry_deadline).unwrap_or_else(|e| {
+            errs.push(at("retry_deadline"), e);
+            Duration::ZERO
+        });
         if cfg.max_in_flight == Some(0) {
             errs.push(at("max_in_flight"), "must be at least 1");
         }
@@ -212,6 +218,7 @@ impl Pool {
             balancer,
             hash_key,
             retries: cfg.retries,
+            retry_deadline,
             timeouts,
             max_iterations: 256.max(2 * total_weight),
             backends,
@@ -257,6 +264,13 @@ impl Pool {
             .iter()
             .find(|b| b.addr == addr)
             .map(|b| &*b.stats)
+    }
+
+    /// Whether [`Pool::select`] could still find a backend outside `exclude`.
+    pub fn has_candidate(&self, exclude: &[SocketAddr]) -> bool {
+        self.backends
+            .iter()
+            .any(|b| !exclude.contains(&b.addr) && self.is_healthy(b.addr))
     }
 
     /// Whether the health check currently lets traffic go to `addr`.

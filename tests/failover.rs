@@ -1,0 +1,340 @@
+//! Failover after the request was sent: a backend that resets the
+//! connection, never answers, or answers garbage costs an idempotent request
+//! nothing (it goes to the other backend), while a POST is never sent twice
+//! unless its route says so; bodies over the 64 KiB replay buffer are never
+//! retried; the pool's `retry_deadline` stops retries.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use support::*;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fault {
+    /// Reads the whole request, then resets the connection (SO_LINGER 0).
+    Reset,
+    /// Reads the whole request and never answers (holds the connection
+    /// until the proxy gives up and closes it).
+    Blackhole,
+    /// Reads the whole request, answers bytes that are not HTTP, closes.
+    Garbage,
+}
+
+/// A raw TCP "origin" that fails every request in one way. Counts the
+/// requests it received in full.
+struct FaultyOrigin {
+    addr: SocketAddr,
+    hits: Arc<AtomicUsize>,
+}
+
+impl FaultyOrigin {
+    fn start(fault: Fault) -> FaultyOrigin {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { return };
+                let counter = counter.clone();
+                std::thread::spawn(move || serve_faulty(conn, fault, &counter));
+            }
+        });
+        FaultyOrigin { addr, hits }
+    }
+
+    fn address(&self) -> String {
+        self.addr.to_string()
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+/// Reads one request (head, then a `Content-Length` body) off `conn`;
+/// false on EOF or a malformed head.
+fn read_request(conn: &TcpStream) -> bool {
+    let mut reader = BufReader::new(conn);
+    let mut length = 0usize;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => return false,
+            Ok(_) => {}
+        }
+        if line == "\r\n" {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().unwrap_or(0);
+            }
+        }
+    }
+    // The proxy writes one request at a time: whatever BufReader holds
+    // beyond the head is this request's body.
+    let mut body = vec![0u8; length];
+    reader.read_exact(&mut body).is_ok()
+}
+
+fn serve_faulty(conn: TcpStream, fault: Fault, hits: &AtomicUsize) {
+    if !read_request(&conn) {
+        return;
+    }
+    hits.fetch_add(1, Ordering::SeqCst);
+    match fault {
+        Fault::Reset => {
+            use std::os::fd::AsRawFd;
+            let linger = libc::linger {
+                l_onoff: 1,
+                l_linger: 0,
+            };
+            // SAFETY: a valid socket fd and a correctly sized option value.
+            let rc = unsafe {
+                libc::setsockopt(
+                    conn.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_LINGER,
+                    &linger as *const libc::linger as *const libc::c_void,
+                    std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                )
+            };
+            assert_eq!(rc, 0, "SO_LINGER");
+            drop(conn); // close with linger 0: RST instead of FIN
+        }
+        Fault::Blackhole => {
+            // Hold the connection until the proxy closes it.
+            let mut sink = [0u8; 4096];
+            let mut conn = conn;
+            while matches!(conn.read(&mut sink), Ok(n) if n > 0) {}
+        }
+        Fault::Garbage => {
+            let mut conn = conn;
+            let _ = conn.write_all(b"NOT-HTTP \x00\x01\x02 garbage\r\n\r\nsecret");
+            let _ = conn.flush();
+        }
+    }
+}
+
+/// Reads a counter with exactly these labels from /metrics text (0 if absent).
+fn metric(text: &str, name: &str, labels: &str) -> f64 {
+    let prefix = format!("{name}{{{labels}}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The faulty backend first, so round robin's first pick hits it.
+fn two_backends(faulty: &FaultyOrigin, good: &Origin, extra_pool: &str) -> (Ports, String) {
+    let ports = Ports::new();
+    let yaml = base_config(
+        &ports,
+        &format!(
+            "upstreams:\n  app:\n    timeouts: {{read: 300ms}}\n{extra_pool}    backends:\n      - {{address: \"{}\"}}\n      - {{address: \"{}\"}}\n\
+             routes:\n  - {{match: {{path_prefix: /unsafe}}, upstream: app, retry_non_idempotent: true}}\n  - upstream: app\n\
+             limits: {{max_body_size: 100KiB}}\n",
+            faulty.address(),
+            good.address()
+        ),
+    );
+    (ports, yaml)
+}
+
+fn check_failover(fault: Fault, gets: usize) {
+    let faulty = FaultyOrigin::start(fault);
+    let good = Origin::start("good");
+    let (ports, yaml) = two_backends(&faulty, &good, "");
+    let p = Parapet::start_with(&ports, &yaml);
+    let failed_status = if fault == Fault::Blackhole { 504 } else { 502 };
+    let kind = if fault == Fault::Blackhole {
+        "timeout"
+    } else {
+        "read"
+    };
+
+    // 1. Every GET succeeds, on the good backend.
+    for i in 0..gets {
+        let r = request(p.addr(), "GET", &format!("/item/{i}"), &[], b"").unwrap();
+        assert_eq!(r.status, 200, "{fault:?} GET {i}: {}", r.text());
+        assert_eq!(r.header("x-origin-id"), Some("good"));
+        assert!(!r.text().contains("secret"), "origin bytes leaked");
+    }
+    let tried = faulty.hits();
+    assert!(
+        tried >= gets / 2,
+        "{fault:?}: round robin sent only {tried} of {gets} first tries to the faulty backend"
+    );
+    let m = p.metrics();
+    assert_eq!(
+        metric(&m, "parapet_upstream_retries_total", "upstream=\"app\"") as usize,
+        tried,
+        "{fault:?}: every failed attempt was retried\n{m}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "parapet_upstream_errors_total",
+            &format!("kind=\"{kind}\",upstream=\"app\"")
+        ) as usize,
+        tried,
+        "{fault:?}: every failed attempt was counted\n{m}"
+    );
+
+    // 2. Other idempotent methods, bodies within the replay buffer included
+    //    (60 KiB: replayed through the body-size limit without counting twice).
+    let medium = vec![b'm'; 60 * 1024];
+    for i in 0..4 {
+        for (method, body) in [
+            ("HEAD", &b""[..]),
+            ("OPTIONS", &b""[..]),
+            ("DELETE", &b""[..]),
+            ("PUT", &b"x=1"[..]),
+            ("PUT", &medium[..]),
+        ] {
+            let r = request(p.addr(), method, &format!("/m/{i}"), &[], body).unwrap();
+            assert_eq!(r.status, 200, "{fault:?} {method} {i}: {}", r.text());
+            assert_eq!(r.header("x-origin-id"), Some("good"));
+            if method == "PUT" {
+                assert_eq!(
+                    r.echo().body_len,
+                    body.len(),
+                    "{fault:?}: body replayed whole"
+                );
+            }
+        }
+    }
+
+    // 3. POST: never sent twice. One in two goes to the faulty backend and
+    //    fails there; the good backend never sees that request.
+    let mut failures = 0;
+    for i in 0..4 {
+        let (good_before, faulty_before) = (good.hits(), faulty.hits());
+        let r = request(p.addr(), "POST", &format!("/form/{i}"), &[], b"a=1").unwrap();
+        if r.status == 200 {
+            assert_eq!(r.echo().body_len, 3);
+            assert_eq!(good.hits(), good_before + 1);
+        } else {
+            assert_eq!(r.status, failed_status, "{fault:?} POST {i}: {}", r.text());
+            assert_eq!(
+                good.hits(),
+                good_before,
+                "{fault:?}: a failed POST was retried"
+            );
+            assert_eq!(faulty.hits(), faulty_before + 1);
+            failures += 1;
+        }
+    }
+    assert!(
+        failures >= 1,
+        "{fault:?}: no POST reached the faulty backend"
+    );
+
+    // 4. ... unless the route allows it.
+    for i in 0..4 {
+        let r = request(p.addr(), "POST", &format!("/unsafe/{i}"), &[], b"a=1").unwrap();
+        assert_eq!(r.status, 200, "{fault:?} unsafe POST {i}: {}", r.text());
+        assert_eq!(r.echo().body_len, 3);
+    }
+
+    // 5. A body over the 64 KiB replay buffer is never retried (and never
+    //    arrives short).
+    let large = vec![b'l'; 90 * 1024];
+    let mut failures = 0;
+    for i in 0..4 {
+        let good_before = good.hits();
+        let r = request(p.addr(), "PUT", &format!("/large/{i}"), &[], &large).unwrap();
+        if r.status == 200 {
+            assert_eq!(r.echo().body_len, large.len());
+        } else {
+            assert_eq!(
+                r.status,
+                failed_status,
+                "{fault:?} large PUT {i}: {}",
+                r.text()
+            );
+            assert_eq!(
+                good.hits(),
+                good_before,
+                "{fault:?}: a truncated body was retried"
+            );
+            failures += 1;
+        }
+    }
+    assert!(
+        failures >= 1,
+        "{fault:?}: no large PUT reached the faulty backend"
+    );
+    assert!(!p.logs().contains("panicked"), "{}", p.logs());
+}
+
+#[test]
+fn a_reset_after_the_request_is_retried_on_another_backend() {
+    check_failover(Fault::Reset, 40);
+}
+
+#[test]
+fn an_unparseable_response_is_retried_on_another_backend() {
+    check_failover(Fault::Garbage, 40);
+}
+
+#[test]
+fn a_backend_that_never_answers_is_retried_after_the_read_timeout() {
+    // Each faulty attempt costs the 300 ms read timeout.
+    check_failover(Fault::Blackhole, 20);
+}
+
+#[test]
+fn no_retry_starts_after_the_retry_deadline() {
+    let faulty = FaultyOrigin::start(Fault::Blackhole);
+    let good = Origin::start("good");
+    // The read timeout (300 ms) outlasts the deadline (100 ms).
+    let (ports, yaml) = two_backends(&faulty, &good, "    retry_deadline: 100ms\n");
+    let p = Parapet::start_with(&ports, &yaml);
+    let mut timeouts = 0;
+    for i in 0..4 {
+        let good_before = good.hits();
+        let r = request(p.addr(), "GET", &format!("/d/{i}"), &[], b"").unwrap();
+        if r.status == 504 {
+            assert_eq!(good.hits(), good_before, "retried past the deadline");
+            timeouts += 1;
+        } else {
+            assert_eq!(r.status, 200, "{}", r.text());
+        }
+    }
+    assert!(timeouts >= 1, "no request reached the blackhole");
+    assert_eq!(
+        metric(
+            &p.metrics(),
+            "parapet_upstream_retries_total",
+            "upstream=\"app\""
+        ),
+        0.0
+    );
+}
+
+#[test]
+fn a_lone_backend_that_times_out_still_gets_504() {
+    // Nothing to fail over to: the timeout itself is the answer, not a
+    // "no usable backend" 502.
+    let faulty = FaultyOrigin::start(Fault::Blackhole);
+    let ports = Ports::new();
+    let p = Parapet::start_with(
+        &ports,
+        &base_config(
+            &ports,
+            &format!(
+                "upstreams:\n  app:\n    timeouts: {{read: 200ms}}\n    backends: [{{address: \"{}\"}}]\nroutes:\n  - upstream: app\n",
+                faulty.address()
+            ),
+        ),
+    );
+    let r = request(p.addr(), "GET", "/", &[], b"").unwrap();
+    assert_eq!(r.status, 504, "{}", r.text());
+    assert_eq!(faulty.hits(), 1);
+}
