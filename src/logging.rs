@@ -17,6 +17,11 @@ const LINES_PER_SECOND: u32 = 20;
 const ACCESS_TARGET: &str = "parapet::access";
 /// Where Pingora logs failed TLS handshakes of clients.
 const HANDSHAKE_TARGET: &str = "pingora_core::services::listening";
+/// Where Pingora logs, at error level, a pooled connection it could not
+/// take for reuse: a race with the pool's idle watcher that costs one new
+/// connection, nothing an operator must act on.
+const CONNECTOR_TARGET: &str = "pingora_core::connectors";
+const REUSE_RACE: &str = "failed to acquire reusable stream";
 
 struct Window {
     start: Instant,
@@ -61,6 +66,21 @@ impl Log for RateLimited {
                     .with_label_values(&[crate::tls::listener::failure_reason(&message)])
                     .inc();
             }
+        }
+        if record.target() == CONNECTOR_TARGET
+            && record.level() == log::Level::Error
+            && record.args().as_str() == Some(REUSE_RACE)
+        {
+            crate::metrics::UPSTREAM_REUSE_RACES.inc();
+            let demoted = Record::builder()
+                .level(log::Level::Debug)
+                .target(record.target())
+                .args(*record.args())
+                .build();
+            if self.inner.matches(&demoted) {
+                self.inner.log(&demoted);
+            }
+            return;
         }
         if !self.inner.matches(record) {
             return;
@@ -134,5 +154,28 @@ mod tests {
         let (ok, report) = admit(&mut w, t0 + Duration::from_secs(1));
         assert!(ok);
         assert_eq!(report, 1000 - LINES_PER_SECOND as u64);
+    }
+
+    #[test]
+    fn the_pool_reuse_race_is_counted_not_logged_as_an_error() {
+        let logger = RateLimited {
+            inner: env_logger::Builder::new()
+                .filter_level(log::LevelFilter::Info)
+                .build(),
+            windows: Mutex::new(HashMap::new()),
+        };
+        let before = crate::metrics::UPSTREAM_REUSE_RACES.get();
+        logger.log(
+            &Record::builder()
+                .level(log::Level::Error)
+                .target(CONNECTOR_TARGET)
+                .args(format_args!("failed to acquire reusable stream"))
+                .build(),
+        );
+        assert_eq!(crate::metrics::UPSTREAM_REUSE_RACES.get(), before + 1);
+        assert!(
+            logger.windows.lock().unwrap().is_empty(),
+            "nothing reached the error log"
+        );
     }
 }

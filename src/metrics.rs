@@ -308,6 +308,30 @@ pub static CLIENT_UNBLOCKS: LazyLock<IntCounter> = LazyLock::new(|| {
     .unwrap()
 });
 
+/// Pooled upstream connections that could not be taken for reuse because
+/// Pingora's idle watcher still held them (a harmless race: a new connection
+/// is made instead). Pingora logs each at error level; Parapet counts them
+/// here and logs them at debug.
+pub static UPSTREAM_REUSE_RACES: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "parapet_upstream_reuse_races_total",
+        "Pooled upstream connections not reused because the pool's idle watcher still held them."
+    )
+    .unwrap()
+});
+
+/// Requests the client abandoned before any answer went out (an HTTP/2
+/// stream reset, rapid reset included; an HTTP/1 connection closed), by
+/// protocol. Logged with status 499, nginx's "client closed request".
+pub static REQUESTS_CANCELLED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "parapet_requests_cancelled_total",
+        "Requests the client abandoned before any answer, by protocol.",
+        &["protocol"]
+    )
+    .unwrap()
+});
+
 /// Registers every metric so that the first scrape already lists them all.
 pub fn init() {
     BUILD_INFO
@@ -339,6 +363,8 @@ pub fn init() {
     LazyLock::force(&REQUESTS_REFUSED);
     LazyLock::force(&SLOW_CLIENTS);
     LazyLock::force(&CONNECTIONS_REFUSED);
+    LazyLock::force(&UPSTREAM_REUSE_RACES);
+    LazyLock::force(&REQUESTS_CANCELLED);
     LazyLock::force(&CLIENT_BLOCKS);
     LazyLock::force(&CLIENT_UNBLOCKS);
 }

@@ -317,3 +317,49 @@ fn made_you_reset_is_answered_with_goaway() {
     assert_eq!(goaway_code(&goaway), 0xb, "ENHANCE_YOUR_CALM");
     ordinary_client(e.h2c, 5, Duration::from_secs(2));
 }
+
+/// A stream the client resets while the origin works on it is counted as a
+/// cancellation (and logged as 499), not as a bad request from the edge.
+#[test]
+fn a_cancelled_stream_is_counted_as_cancelled() {
+    let e = edge("max_concurrent_streams: 100");
+    let (h2c, origin, parapet) = (e.h2c, &e.origin, &e.parapet);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let tcp = tokio::net::TcpStream::connect(h2c).await.unwrap();
+        let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let mut client = client.ready().await.unwrap();
+        let req = http::Request::get("http://localhost/slow/1000")
+            .body(())
+            .unwrap();
+        let (resp, mut stream) = client.send_request(req, true).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while origin.hits() == 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(origin.hits(), 1, "the request reached the origin");
+        stream.send_reset(h2::Reason::CANCEL);
+        drop(resp);
+        // The connection stays open (its task runs) while the edge notices.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !parapet
+            .metrics()
+            .contains("parapet_requests_cancelled_total{protocol=\"h2\"} 1")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the cancellation was not counted\n{}",
+                parapet.metrics()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let metrics = parapet.metrics();
+    assert!(!metrics.contains("reason=\"bad_request\""), "{metrics}");
+}

@@ -52,7 +52,8 @@ fn sigint_ends_the_process_at_once_during_and_after_slowloris() {
             // After the run: the slow connections are gone, traffic is back.
             drop(slow);
             wait_until(Duration::from_secs(5), "slow connections gone", || {
-                p.metrics().contains("parapet_downstream_connections_active 0")
+                p.metrics()
+                    .contains("parapet_downstream_connections_active 0")
             });
             assert_eq!(p.get("/", &[]).status, 200);
         } else {

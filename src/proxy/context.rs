@@ -27,6 +27,8 @@ pub struct RequestCtx {
     /// The response head went out but its body could not be completed (the
     /// origin's broke off): the client got a short body and a close.
     pub truncated: bool,
+    /// The client abandoned the request before any answer went out.
+    pub cancelled: bool,
 }
 
 /// What the cache hooks carry between phases.
@@ -79,6 +81,7 @@ impl RequestCtx {
             slots: Vec::new(),
             accept_encoding: None,
             truncated: false,
+            cancelled: false,
         }
     }
 }

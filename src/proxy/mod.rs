@@ -46,6 +46,11 @@ use pingora::{Error, ErrorSource, ErrorType};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
+/// The status the access log gives a request the client abandoned before
+/// any answer (nginx's 499 "client closed request"); never sent, and
+/// counted in metrics as status class `none`.
+const CLIENT_CLOSED_REQUEST: u16 = 499;
+
 /// The edge proxy: the runtime snapshot plus pre-resolved per-route metrics.
 pub struct Edge {
     snap: Arc<Snapshot>,
@@ -522,13 +527,25 @@ impl ProxyHttp for Edge {
             }
             _ => match e.esource() {
                 ErrorSource::Upstream => 502,
+                // The client went away (an HTTP/2 stream reset, a closed
+                // connection): nobody to answer.
                 ErrorSource::Downstream => match e.etype() {
-                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                    ErrorType::WriteError
+                    | ErrorType::ReadError
+                    | ErrorType::ConnectionClosed
+                    | ErrorType::H2Error => 0,
                     _ => 400,
                 },
                 ErrorSource::Internal | ErrorSource::Unset => 500,
             },
         };
+        if code == 0 {
+            ctx.cancelled = true;
+            let protocol = if session.is_http2() { "h2" } else { "h1" };
+            metrics::REQUESTS_CANCELLED
+                .with_label_values(&[protocol])
+                .inc();
+        }
         if code > 0 {
             ctx.edge_reason = Some(edge_response::reason_for(code));
             if let Err(err) = edge_response::respond_error(session, code, &self.page(ctx)).await {
@@ -569,7 +586,11 @@ impl ProxyHttp for Edge {
             self.snap.access_log.as_ref(),
             session,
             ctx,
-            status,
+            if ctx.cancelled {
+                CLIENT_CLOSED_REQUEST
+            } else {
+                status
+            },
             elapsed,
             route.map_or("-", |r| r.name.as_str()),
             upstream,
