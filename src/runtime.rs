@@ -49,7 +49,7 @@ pub struct Snapshot {
     /// Behavioural blocking, if configured.
     pub reputation: Option<Arc<crate::behaviour::Reputation>>,
     pub connection_caps: Arc<(
-        Option<crate::concurrency::Gate>,
+        crate::concurrency::Gate,
         Option<crate::concurrency::PerClient>,
     )>,
     pub admin: Option<SocketAddr>,

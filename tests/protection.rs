@@ -324,3 +324,40 @@ fn http2_limits_are_advertised_and_enforced_by_the_h2_layer() {
     });
     assert_eq!(o.hits(), 1);
 }
+
+/// With no `max_connections` configured, the cap is half the open-file
+/// limit: a connection flood is refused at accept instead of exhausting file
+/// descriptors, and connections under the cap are still served.
+#[test]
+fn connections_are_capped_by_default_at_half_the_file_limit() {
+    let o = Origin::start("o");
+    let ports = Ports::new();
+    let yaml = one_pool_config(&ports, &o.address(), "routes:\n  - upstream: o\n");
+    let p = Parapet::start_with_file_limit(&ports, &yaml, 600);
+    let held: Vec<std::net::TcpStream> = (0..340)
+        .filter_map(|_| std::net::TcpStream::connect(p.addr()).ok())
+        .collect();
+    let refused = |p: &Parapet| {
+        p.metrics()
+            .lines()
+            .find_map(|l| l.strip_prefix("parapet_connections_refused_total{cap=\"total\"} "))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    wait_until(
+        std::time::Duration::from_secs(5),
+        "connections over 300 refused",
+        || refused(&p) >= 30,
+    );
+    drop(held);
+    wait_until(
+        std::time::Duration::from_secs(5),
+        "served again once they are gone",
+        || request(p.addr(), "GET", "/", &[], b"").is_ok_and(|r| r.status == 200),
+    );
+    assert!(
+        refused(&p) <= 45,
+        "only those over the cap: {}",
+        refused(&p)
+    );
+}

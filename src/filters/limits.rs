@@ -44,12 +44,34 @@ pub fn h2_options(
     (o, idle)
 }
 
-/// Connection caps: total and per peer IP, if configured.
+/// The default `limits.max_connections`: half the process's open-file limit
+/// (a proxied client connection may hold an upstream connection too), so
+/// that a flood of connections is refused at accept instead of exhausting
+/// file descriptors, which would also stop health checks, upstream
+/// connections and the disk cache. At least 256.
+pub fn default_max_connections() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct it is given.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+    let files = if ok && limit.rlim_cur != libc::RLIM_INFINITY {
+        limit.rlim_cur as usize
+    } else {
+        1 << 20
+    };
+    (files / 2).max(256)
+}
+
+/// Connection caps: total (by default [`default_max_connections`]) and per
+/// peer IP (off by default: thousands of clients may share one address
+/// behind a carrier-grade NAT or a corporate proxy).
 pub fn connection_caps(
     cfg: &LimitsConfig,
     errs: &mut ConfigErrors,
 ) -> (
-    Option<crate::concurrency::Gate>,
+    crate::concurrency::Gate,
     Option<crate::concurrency::PerClient>,
 ) {
     for (key, v) in [
@@ -61,9 +83,11 @@ pub fn connection_caps(
         }
     }
     (
-        cfg.max_connections
-            .filter(|n| *n > 0)
-            .map(crate::concurrency::Gate::new),
+        crate::concurrency::Gate::new(
+            cfg.max_connections
+                .filter(|n| *n > 0)
+                .unwrap_or_else(default_max_connections),
+        ),
         cfg.max_connections_per_ip
             .filter(|n| *n > 0)
             .map(crate::concurrency::PerClient::new),

@@ -17,7 +17,7 @@ pub struct CountConnections<A> {
     /// `limits.header_timeout`.
     pub header_timeout: std::time::Duration,
     /// `limits.max_connections` and `limits.max_connections_per_ip`.
-    pub caps: Arc<(Option<Gate>, Option<PerClient>)>,
+    pub caps: Arc<(Gate, Option<PerClient>)>,
     /// Told about slow-client kills.
     pub reputation: Option<Arc<crate::behaviour::Reputation>>,
     /// How long the proxy's cleanup waits after the accept loops stop: the
@@ -51,15 +51,13 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for CountConnections<A> {
     ) -> Option<Stream> {
         // Over a cap: close at once, before reading anything.
         let mut _slots = Vec::new();
-        if let Some(total) = &self.caps.0 {
-            match total.try_acquire() {
-                Some(s) => _slots.push(s),
-                None => {
-                    metrics::CONNECTIONS_REFUSED
-                        .with_label_values(&["total"])
-                        .inc();
-                    return None;
-                }
+        match self.caps.0.try_acquire() {
+            Some(s) => _slots.push(s),
+            None => {
+                metrics::CONNECTIONS_REFUSED
+                    .with_label_values(&["total"])
+                    .inc();
+                return None;
             }
         }
         let peer_ip = stream

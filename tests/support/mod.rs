@@ -1201,26 +1201,37 @@ impl Parapet {
     /// read from the YAML (first `listeners` address, `admin.address`).
     /// Returns once `GET /readyz` on the admin address answers 200.
     pub fn start(yaml: &str) -> Parapet {
-        Parapet::spawn(&[], yaml, None)
+        Parapet::spawn(&[], yaml, None, None)
     }
 
     /// Like [`Parapet::start`] with the addresses given by `ports`.
     pub fn start_with(ports: &Ports, yaml: &str) -> Parapet {
-        Parapet::spawn(&[], yaml, Some(ports))
+        Parapet::spawn(&[], yaml, Some(ports), None)
     }
 
     /// `parapet run -c <file>`: the supervisor, which keeps its PID and turns
     /// SIGHUP into a zero-downtime reload. Otherwise like [`Parapet::start`].
     pub fn supervise(yaml: &str) -> Parapet {
-        Parapet::spawn(&["run"], yaml, None)
+        Parapet::spawn(&["run"], yaml, None, None)
     }
 
     /// Like [`Parapet::supervise`] with the addresses given by `ports`.
     pub fn supervise_with(ports: &Ports, yaml: &str) -> Parapet {
-        Parapet::spawn(&["run"], yaml, Some(ports))
+        Parapet::spawn(&["run"], yaml, Some(ports), None)
     }
 
-    fn spawn(pre_args: &[&str], yaml: &str, ports: Option<&Ports>) -> Parapet {
+    /// Like [`Parapet::start_with`], the process limited to `open_files`
+    /// file descriptors (`ulimit -n`).
+    pub fn start_with_file_limit(ports: &Ports, yaml: &str, open_files: u64) -> Parapet {
+        Parapet::spawn(&[], yaml, Some(ports), Some(open_files))
+    }
+
+    fn spawn(
+        pre_args: &[&str],
+        yaml: &str,
+        ports: Option<&Ports>,
+        open_files: Option<u64>,
+    ) -> Parapet {
         let dir = temp_dir("parapet-test");
         let config = dir.join("parapet.yaml");
         let text = substitute_dir(yaml, &dir);
@@ -1234,16 +1245,34 @@ impl Parapet {
         };
         let stdout = std::fs::File::create(dir.join("stdout.log")).expect("create stdout.log");
         let stderr = std::fs::File::create(dir.join("stderr.log")).expect("create stderr.log");
-        let child = Command::new(parapet_bin())
+        let mut command = Command::new(parapet_bin());
+        command
             .args(pre_args)
             .arg("-c")
             .arg(&config)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(stdout)
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn parapet");
+            .stderr(stderr);
+        if let Some(n) = open_files {
+            use std::os::unix::process::CommandExt;
+            let limit = libc::rlimit {
+                rlim_cur: n,
+                rlim_max: n,
+            };
+            // SAFETY: setrlimit is async-signal-safe; the closure touches
+            // nothing else between fork and exec.
+            unsafe {
+                command.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        let child = command.spawn().expect("spawn parapet");
         let mut p = Parapet {
             child,
             exit: None,
