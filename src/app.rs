@@ -108,3 +108,18 @@ pub fn build(opt: Opt, mut snap: Snapshot) -> Server {
     ));
     server
 }
+
+/// Runs the server until a stop signal ends it (see
+/// [`crate::lifecycle::StopSignals`]: SIGINT at once, SIGTERM and handoffs
+/// after draining, each bounded), then exits the process.
+pub fn run(server: Server) -> ! {
+    let conf = server.configuration.clone();
+    let bound = conf.grace_period_seconds.unwrap_or(0)
+        + conf.graceful_shutdown_timeout_seconds.unwrap_or(0);
+    server.run(pingora::server::RunArgs {
+        shutdown_signal: Box::new(crate::lifecycle::StopSignals {
+            bound: std::time::Duration::from_secs(bound),
+        }),
+    });
+    std::process::exit(0)
+}

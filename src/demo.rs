@@ -12,15 +12,67 @@ use pingora::server::configuration::Opt;
 use pingora::services::listening::Service;
 use std::net::TcpListener;
 
-pub const EDGE: &str = "127.0.0.1:8080";
-pub const ADMIN: &str = "127.0.0.1:9901";
-pub const ORIGINS: [&str; 3] = ["127.0.0.1:9001", "127.0.0.1:9002", "127.0.0.1:9003"];
+/// Where the demo listens: the edge, its admin listener, three origins.
+#[derive(Debug, Clone)]
+pub struct Addrs {
+    pub edge: String,
+    pub admin: String,
+    pub origins: [String; 3],
+}
+
+impl Default for Addrs {
+    /// 127.0.0.1 ports 8080 (edge), 9901 (admin), 9001–9003 (origins).
+    fn default() -> Addrs {
+        Addrs {
+            edge: "127.0.0.1:8080".into(),
+            admin: "127.0.0.1:9901".into(),
+            origins: [
+                "127.0.0.1:9001".into(),
+                "127.0.0.1:9002".into(),
+                "127.0.0.1:9003".into(),
+            ],
+        }
+    }
+}
+
+impl Addrs {
+    /// The defaults, with `--edge ADDR`, `--admin ADDR` and
+    /// `--origins A,B,C` applied.
+    pub fn from_args(args: &[String]) -> Result<Addrs, String> {
+        let mut addrs = Addrs::default();
+        let mut it = args.iter();
+        while let Some(flag) = it.next() {
+            let value = it
+                .next()
+                .ok_or_else(|| format!("{flag} needs a value"))?
+                .clone();
+            match flag.as_str() {
+                "--edge" => addrs.edge = value,
+                "--admin" => addrs.admin = value,
+                "--origins" => {
+                    let list: Vec<String> = value.split(',').map(str::to_string).collect();
+                    addrs.origins = list
+                        .try_into()
+                        .map_err(|_| "--origins takes three addresses, A,B,C".to_string())?;
+                }
+                other => return Err(format!("unknown demo option {other}")),
+            }
+        }
+        Ok(addrs)
+    }
+}
+
+/// The admin token of the demo (state-changing admin endpoints: purge).
+pub const ADMIN_TOKEN: &str = "demo-admin-token";
 
 /// The demo's config: one pool over three origins, weighted 2:1:1, with
-/// health checks; `/sticky/` hashes on the `X-User` header.
-pub fn config_yaml() -> String {
+/// health checks; `/sticky/` hashes on the `X-User` header; `/static/` is
+/// cached (the origins say `max-age=60` there).
+pub fn config_yaml(addrs: &Addrs) -> String {
     let dir = std::env::temp_dir();
     let dir = dir.display();
+    let [a, b, c] = &addrs.origins;
+    let (edge, admin) = (&addrs.edge, &addrs.admin);
     format!(
         r#"
 server:
@@ -30,9 +82,10 @@ server:
   grace_period_seconds: 1
   graceful_shutdown_timeout_seconds: 1
 listeners:
-  - address: "{EDGE}"
+  - address: "{edge}"
 admin:
-  address: "{ADMIN}"
+  address: "{admin}"
+  token: "{ADMIN_TOKEN}"
 upstreams:
   web:
     selection: round_robin
@@ -54,13 +107,14 @@ routes:
     match: {{path_prefix: /sticky}}
     upstream: sticky
     strip_prefix: true
+  - name: static
+    match: {{path_prefix: /static/}}
+    upstream: web
+    cache: {{enabled: true}}
   - name: web
     match: {{path_prefix: /}}
     upstream: web
-"#,
-        a = ORIGINS[0],
-        b = ORIGINS[1],
-        c = ORIGINS[2],
+"#
     )
 }
 
@@ -91,9 +145,15 @@ impl ServeHttp for DemoOrigin {
                 self.id, req.uri
             )
         };
+        let cache_control = if req.uri.path().starts_with("/static/") {
+            "public, max-age=60"
+        } else {
+            "no-store"
+        };
         Response::builder()
             .status(StatusCode::OK)
             .header("content-type", "text/plain; charset=utf-8")
+            .header("cache-control", cache_control)
             .header("content-length", body.len())
             .header("server", "demo-origin/1.0 (should never reach a client)")
             .header("x-powered-by", "demo")
@@ -103,15 +163,26 @@ impl ServeHttp for DemoOrigin {
     }
 }
 
-/// Runs the demo; returns only on a startup error.
-pub fn run() -> i32 {
-    for addr in std::iter::once(EDGE).chain([ADMIN]).chain(ORIGINS) {
+/// Runs the demo (`args`: the options of [`Addrs::from_args`]); returns
+/// only on a startup error.
+pub fn run(args: &[String]) -> i32 {
+    let addrs = match Addrs::from_args(args) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("parapet demo: {e}");
+            return 2;
+        }
+    };
+    for addr in [&addrs.edge, &addrs.admin]
+        .into_iter()
+        .chain(&addrs.origins)
+    {
         if let Err(e) = TcpListener::bind(addr) {
             eprintln!("parapet demo: cannot listen on {addr}: {e} (is another demo running?)");
             return 1;
         }
     }
-    let raw = match config::parse(&config_yaml()) {
+    let raw = match config::parse(&config_yaml(&addrs)) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("parapet demo: {e}");
@@ -126,22 +197,26 @@ pub fn run() -> i32 {
         }
     };
     let mut server = crate::app::build(Opt::default(), snap);
-    for (i, addr) in ORIGINS.iter().enumerate() {
+    for (i, addr) in addrs.origins.iter().enumerate() {
         let mut origin = Service::new(format!("demo origin {}", i + 1), DemoOrigin { id: i + 1 });
         origin.add_tcp(addr);
         origin.threads = Some(1);
         server.add_service(origin);
     }
+    let (edge, admin) = (&addrs.edge, &addrs.admin);
     println!(
-        "\nParapet demo: edge on http://{EDGE}, admin on http://{ADMIN}, origins on {}\n\n\
+        "\nParapet demo: edge on http://{edge}, admin on http://{admin}, origins on {}\n\n\
          Try:\n\
-         \x20 for i in 1 2 3 4 5 6 7 8; do curl -s http://{EDGE}/hello; done   # round robin, weights 2:1:1\n\
-         \x20 curl -si http://{EDGE}/hello                                     # no Server / X-Powered-By from the origin\n\
-         \x20 for i in 1 2 3; do curl -s -H 'X-User: alice' http://{EDGE}/sticky/cart; done   # consistent hash\n\
-         \x20 curl -s http://{ADMIN}/metrics | grep ^parapet_                   # Prometheus metrics\n\
-         \x20 open http://{ADMIN}/                                              # status page\n\
+         \x20 for i in 1 2 3 4 5 6 7 8; do curl -s http://{edge}/hello; done   # round robin, weights 2:1:1\n\
+         \x20 curl -si http://{edge}/hello                                     # no Server / X-Powered-By from the origin\n\
+         \x20 for i in 1 2 3; do curl -s -H 'X-User: alice' http://{edge}/sticky/cart; done   # consistent hash\n\
+         \x20 curl -si http://{edge}/static/logo.txt | grep -i cache-status    # parapet; fwd=miss; stored\n\
+         \x20 curl -si http://{edge}/static/logo.txt | grep -i cache-status    # parapet; hit; ttl=...\n\
+         \x20 curl -s -X POST -H 'Authorization: Bearer {ADMIN_TOKEN}' 'http://{admin}/purge?prefix=http://{edge}/static/'   # purge\n\
+         \x20 curl -s http://{admin}/metrics | grep ^parapet_cache             # Prometheus metrics\n\
+         \x20 open http://{admin}/                                              # status page\n\
          Stop with Ctrl-C.\n",
-        ORIGINS.join(", ")
+        addrs.origins.join(", ")
     );
-    server.run_forever()
+    crate::app::run(server)
 }

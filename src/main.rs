@@ -7,9 +7,8 @@
 //! ```
 
 use parapet::runtime::Snapshot;
-use parapet::{app, demo, lifecycle, metrics, supervisor};
+use parapet::{app, demo, metrics, supervisor};
 use pingora::server::configuration::Opt;
-use pingora::server::RunArgs;
 use std::path::PathBuf;
 
 #[global_allocator]
@@ -19,7 +18,8 @@ const USAGE: &str = "usage:
   parapet -c FILE [-t] [-u] [-d]   run the edge (-t: check the config and exit,
                                    -u: take over from a running generation, -d: daemonize)
   parapet run -c FILE              supervise: SIGHUP reloads with zero downtime
-  parapet demo                     edge + three example origins on 127.0.0.1";
+  parapet demo [--edge ADDR] [--admin ADDR] [--origins A,B,C]
+                                   edge + three example origins on 127.0.0.1";
 
 fn init_logging() {
     parapet::logging::init();
@@ -39,7 +39,7 @@ fn main() {
         Some("demo") => {
             init_logging();
             metrics::init();
-            std::process::exit(demo::run());
+            std::process::exit(demo::run(&args[2..]));
         }
         Some("-h") | Some("--help") | Some("help") => {
             println!("{USAGE}");
@@ -70,16 +70,7 @@ fn main() {
     metrics::init();
     // Pingora would try to read `conf` as its own YAML; we hand it our ServerConf.
     let opt = Opt { conf: None, ..opt };
-    let server = app::build(opt, snap);
-    let conf = server.configuration.clone();
-    let bound = conf.grace_period_seconds.unwrap_or(0)
-        + conf.graceful_shutdown_timeout_seconds.unwrap_or(0);
-    server.run(RunArgs {
-        shutdown_signal: Box::new(lifecycle::StopSignals {
-            bound: std::time::Duration::from_secs(bound),
-        }),
-    });
-    std::process::exit(0)
+    app::run(app::build(opt, snap))
 }
 
 /// The value of `-c FILE` / `--conf FILE` / `-cFILE` / `--conf=FILE`.
