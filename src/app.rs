@@ -24,31 +24,33 @@ use std::sync::Arc;
 
 /// Builds the server. Call only after the config was validated; with `-u`
 /// this waits to receive the listening sockets of the previous generation.
-pub fn build(opt: Opt, mut snap: Snapshot) -> Server {
-    let conf = std::mem::take(&mut snap.server);
-    // Pingora owns the ServerConf from here; keep the handoff path for the
-    // status page's reload history.
-    snap.server.upgrade_sock = conf.upgrade_sock.clone();
-    let mut server = Server::new_with_opt_and_conf(opt, conf);
+pub fn build(opt: Opt, snap: Snapshot) -> Server {
+    let mut server = Server::new_with_opt_and_conf(opt, snap.process.server_conf());
     server.bootstrap();
     let phases = server.watch_execution_phase();
     let conf = server.configuration.clone();
     let cache = snap
-        .caching
+        .edge
+        .caches()
         .then(|| CacheRuntime::start(snap.cache.clone()));
     let snap = Arc::new(snap);
 
     for h2c in [false, true] {
-        let addrs: Vec<_> = snap.listeners.iter().filter(|l| l.h2c == h2c).collect();
+        let addrs: Vec<_> = snap
+            .connections
+            .listeners
+            .iter()
+            .filter(|l| l.h2c == h2c)
+            .collect();
         if addrs.is_empty() {
             continue;
         }
         let mut proxy = http_proxy(&conf, Edge::new(snap.clone(), cache));
         let mut options = HttpServerOptions::default();
         options.h2c = h2c;
-        options.h2_idle_timeout = Some(snap.h2.1);
+        options.h2_idle_timeout = Some(snap.connections.h2_idle_timeout);
         proxy.server_options = Some(options);
-        proxy.h2_options = Some(snap.h2.0.clone());
+        proxy.h2_options = Some(snap.connections.h2.clone());
         let name = if h2c {
             "parapet proxy (h2c)"
         } else {
@@ -56,10 +58,10 @@ pub fn build(opt: Opt, mut snap: Snapshot) -> Server {
         };
         let app = CountConnections {
             app: Arc::new(proxy),
-            header_timeout: snap.limits.header_timeout,
-            caps: snap.connection_caps.clone(),
-            reputation: snap.reputation.clone(),
-            hold_cleanup: std::time::Duration::from_secs(conf.grace_period_seconds.unwrap_or(0)),
+            header_timeout: snap.connections.header_timeout,
+            caps: snap.connections.caps.clone(),
+            reputation: snap.edge.reputation.clone(),
+            hold_cleanup: snap.process.grace_period(),
         };
         let mut service = Service::new(name.to_string(), app);
         for l in addrs {
@@ -81,7 +83,7 @@ pub fn build(opt: Opt, mut snap: Snapshot) -> Server {
         server.add_service(service);
     }
 
-    if let Some(addr) = snap.admin {
+    if let Some(addr) = snap.admin.address {
         let mut admin = Service::new(
             "parapet admin".to_string(),
             AdminApp::new(snap.clone(), cache),
@@ -91,7 +93,7 @@ pub fn build(opt: Opt, mut snap: Snapshot) -> Server {
         server.add_service(admin);
     }
 
-    for pool in snap.pools.iter() {
+    for pool in snap.edge.pools.iter() {
         pool.seed_health_metrics();
         if let Some(service) = pool.health_service() {
             server.add_boxed_service(service);

@@ -29,48 +29,124 @@ pub struct Listener {
     pub hsts: Option<http::HeaderValue>,
 }
 
+/// Everything a generation runs with, in typed parts: the process settings
+/// Pingora gets, how connections are accepted, what the proxy does with a
+/// request, the cache storage, and the admin surface.
 pub struct Snapshot {
-    pub server: ServerConf,
-    pub listeners: Vec<Listener>,
-    pub pools: Pools,
-    pub router: Router,
-    pub forwarding: Forwarding,
-    /// Global request filters, size limits and rate limit.
-    pub filters: FilterSet,
-    pub limits: Limits,
-    pub rate_limit: Option<RateLimiter>,
-    pub per_client: Option<crate::concurrency::PerClient>,
+    pub(crate) process: ProcessSettings,
+    pub(crate) connections: ConnectionPolicy,
+    pub(crate) edge: EdgePolicy,
+    /// Cache storage settings; the storage itself is created by `app::build`.
+    pub(crate) cache: CacheSettings,
+    pub(crate) admin: AdminSettings,
+}
+
+/// The `server:` section, checked: what Pingora's `ServerConf` is made of.
+pub(crate) struct ProcessSettings {
+    /// Worker threads per service, resolved (the CPU count by default).
+    threads: usize,
+    section: config::ServerSection,
+}
+
+impl ProcessSettings {
+    /// Pingora's settings for this process, built anew for each server.
+    pub(crate) fn server_conf(&self) -> ServerConf {
+        let s = &self.section;
+        ServerConf {
+            threads: self.threads,
+            pid_file: s.pid_file.clone(),
+            upgrade_sock: s.upgrade_sock.clone(),
+            grace_period_seconds: Some(s.grace_period_seconds),
+            graceful_shutdown_timeout_seconds: Some(s.graceful_shutdown_timeout_seconds),
+            error_log: s.error_log.clone(),
+            daemon: s.daemon,
+            user: s.user.clone(),
+            group: s.group.clone(),
+            work_stealing: s.work_stealing,
+            upstream_keepalive_pool_size: s.upstream_keepalive_pool_size,
+            ..ServerConf::default()
+        }
+    }
+
+    /// The handoff socket shared by the generations of a reload.
+    pub(crate) fn upgrade_sock(&self) -> &str {
+        &self.section.upgrade_sock
+    }
+
+    /// How long a draining generation keeps serving.
+    pub(crate) fn grace_period(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.section.grace_period_seconds)
+    }
+}
+
+/// How client connections are accepted and held.
+pub(crate) struct ConnectionPolicy {
+    pub(crate) listeners: Vec<Listener>,
     /// Connection caps: total, and per peer IP.
-    /// HTTP/2 settings and idle timeout for the proxy services.
-    pub h2: (
-        pingora::protocols::http::v2::server::H2Options,
-        std::time::Duration,
-    ),
-    /// Behavioural blocking, if configured.
-    pub reputation: Option<Arc<crate::behaviour::Reputation>>,
-    pub connection_caps: Arc<(
+    pub(crate) caps: Arc<(
         crate::concurrency::Gate,
         Option<crate::concurrency::PerClient>,
     )>,
-    pub admin: Option<SocketAddr>,
-    /// Bearer token of the admin API's state-changing endpoints.
-    pub admin_token: Option<String>,
-    /// Cache storage settings; the storage itself is created by `app::build`.
-    pub cache: CacheSettings,
-    /// Whether any route caches.
-    pub caching: bool,
+    /// Total time for one HTTP/1 request head (`limits.header_timeout`).
+    pub(crate) header_timeout: std::time::Duration,
+    /// HTTP/2 settings for the proxy services, and their idle timeout.
+    pub(crate) h2: pingora::protocols::http::v2::server::H2Options,
+    pub(crate) h2_idle_timeout: std::time::Duration,
+}
+
+impl ConnectionPolicy {
+    /// The index of the listener a connection came in on, by its local
+    /// address (a wildcard listener matches any local IP on its port).
+    pub(crate) fn listener_for(&self, local: SocketAddr) -> Option<usize> {
+        self.listeners
+            .iter()
+            .position(|l| l.addr == local)
+            .or_else(|| {
+                self.listeners
+                    .iter()
+                    .position(|l| l.addr.ip().is_unspecified() && l.addr.port() == local.port())
+            })
+    }
+}
+
+/// What the proxy does with a request, from admission to the log line.
+pub(crate) struct EdgePolicy {
+    pub(crate) pools: Pools,
+    pub(crate) router: Router,
+    pub(crate) forwarding: Forwarding,
+    /// Global request filters, size limits and rate limit.
+    pub(crate) filters: FilterSet,
+    pub(crate) limits: Limits,
+    pub(crate) rate_limit: Option<RateLimiter>,
+    pub(crate) per_client: Option<crate::concurrency::PerClient>,
+    /// Behavioural blocking, if configured.
+    pub(crate) reputation: Option<Arc<crate::behaviour::Reputation>>,
     /// The edge's own error pages.
-    pub error_pages: crate::error_pages::ErrorPages,
+    pub(crate) error_pages: crate::error_pages::ErrorPages,
     /// Response compression; `None` when no route compresses.
-    pub compression: Option<crate::compression::Compression>,
+    pub(crate) compression: Option<crate::compression::Compression>,
     /// `None` when the access log is off.
-    pub access_log: Option<crate::access_log::AccessLog>,
+    pub(crate) access_log: Option<crate::access_log::AccessLog>,
+}
+
+impl EdgePolicy {
+    /// Whether any route caches.
+    pub(crate) fn caches(&self) -> bool {
+        self.router.iter().any(|r| r.cache.is_some())
+    }
+}
+
+/// The admin listener and what it reports about this generation.
+pub(crate) struct AdminSettings {
+    pub(crate) address: Option<SocketAddr>,
+    /// Bearer token of the admin API's state-changing endpoints.
+    pub(crate) token: Option<String>,
     /// The file this snapshot was loaded from.
-    pub source: Option<std::path::PathBuf>,
+    pub(crate) source: Option<std::path::PathBuf>,
     /// That file's text as loaded (what the admin API shows, redacted).
-    pub source_text: Option<String>,
+    pub(crate) source_text: Option<String>,
     /// When this generation started serving.
-    pub started: std::time::SystemTime,
+    pub(crate) started: std::time::SystemTime,
 }
 
 impl Snapshot {
@@ -82,14 +158,8 @@ impl Snapshot {
         let Some(raw) = raw else {
             return Err(errs);
         };
-        match Snapshot::build(&raw) {
-            Ok(mut snap) => {
-                snap.source = Some(path.to_path_buf());
-                // Read again right after a successful load: the file this
-                // generation runs, not whatever it is edited into later.
-                snap.source_text = std::fs::read_to_string(path).ok();
-                errs.into_result(snap)
-            }
+        match Snapshot::build_from(&raw, Some(path)) {
+            Ok(snap) => errs.into_result(snap),
             Err(more) => {
                 errs.0.extend(more.0);
                 Err(errs)
@@ -97,9 +167,14 @@ impl Snapshot {
         }
     }
 
+    /// Builds from a schema-checked config; every semantic error at once.
     pub fn build(raw: &RawConfig) -> Result<Snapshot, ConfigErrors> {
+        Snapshot::build_from(raw, None)
+    }
+
+    fn build_from(raw: &RawConfig, source: Option<&Path>) -> Result<Snapshot, ConfigErrors> {
         let mut errs = ConfigErrors::default();
-        let server = server_conf(&raw.server, &mut errs);
+        let process = process_settings(&raw.server, &mut errs);
         let mut listeners = Vec::new();
         let mut seen = BTreeMap::new();
         if raw.listeners.is_empty() && !raw.broken.listeners {
@@ -153,7 +228,7 @@ impl Snapshot {
         let filters = FilterSet::build(&raw.security, "security", &mut errs);
         let limits = Limits::build(&raw.limits, &mut errs);
         let per_client = crate::filters::limits::per_client(&raw.limits, &mut errs);
-        let h2 = crate::filters::limits::h2_options(&raw.limits.h2, &mut errs);
+        let (h2, h2_idle_timeout) = crate::filters::limits::h2_options(&raw.limits.h2, &mut errs);
         let reputation = raw
             .behaviour
             .as_ref()
@@ -168,7 +243,6 @@ impl Snapshot {
             .as_ref()
             .and_then(|r| RateLimiter::build(r, "rate_limit", &mut errs));
         let cache = CacheSettings::build(raw.cache.as_ref(), &mut errs);
-        let caching = router.iter().any(|r| r.cache.is_some());
         let admin_token = admin_token(raw.admin.as_ref(), &mut errs);
         let error_pages =
             crate::error_pages::ErrorPages::build(raw.error_pages.as_ref(), &mut errs);
@@ -176,29 +250,39 @@ impl Snapshot {
             crate::compression::Compression::build(raw.compression.as_ref(), &mut errs);
         let compression = router.iter().any(|r| r.compression).then_some(compression);
         let access_log = crate::access_log::AccessLog::build(raw.access_log.as_ref(), &mut errs);
-        errs.into_result(Snapshot {
-            server,
+        let connections = ConnectionPolicy {
             listeners,
-            pools,
-            router,
-            forwarding,
-            filters,
-            limits,
-            rate_limit,
-            per_client,
-            connection_caps,
-            reputation,
+            caps: connection_caps,
+            header_timeout: limits.header_timeout,
             h2,
-            admin,
-            admin_token,
+            h2_idle_timeout,
+        };
+        errs.into_result(Snapshot {
+            process,
+            connections,
+            edge: EdgePolicy {
+                pools,
+                router,
+                forwarding,
+                filters,
+                limits,
+                rate_limit,
+                per_client,
+                reputation,
+                error_pages,
+                compression,
+                access_log,
+            },
             cache,
-            caching,
-            error_pages,
-            compression,
-            access_log,
-            source: None,
-            source_text: None,
-            started: std::time::SystemTime::now(),
+            admin: AdminSettings {
+                address: admin,
+                token: admin_token,
+                source: source.map(Path::to_path_buf),
+                // Read again right after a successful parse: the file this
+                // generation runs, not whatever it is edited into later.
+                source_text: source.and_then(|p| std::fs::read_to_string(p).ok()),
+                started: std::time::SystemTime::now(),
+            },
         })
     }
 }
@@ -252,21 +336,6 @@ fn build_listener(
     }
 }
 
-impl Snapshot {
-    /// The index of the listener a connection came in on, by its local
-    /// address (a wildcard listener matches any local IP on its port).
-    pub fn listener_for(&self, local: SocketAddr) -> Option<usize> {
-        self.listeners
-            .iter()
-            .position(|l| l.addr == local)
-            .or_else(|| {
-                self.listeners
-                    .iter()
-                    .position(|l| l.addr.ip().is_unspecified() && l.addr.port() == local.port())
-            })
-    }
-}
-
 /// Shortest admin token accepted: an empty one would let every request in.
 const MIN_TOKEN: usize = 12;
 
@@ -288,7 +357,7 @@ fn parse_listen_addr(text: &str) -> Result<SocketAddr, String> {
     })
 }
 
-fn server_conf(s: &config::ServerSection, errs: &mut ConfigErrors) -> ServerConf {
+fn process_settings(s: &config::ServerSection, errs: &mut ConfigErrors) -> ProcessSettings {
     let threads = s.threads.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -308,19 +377,9 @@ fn server_conf(s: &config::ServerSection, errs: &mut ConfigErrors) -> ServerConf
     if s.pid_file == s.upgrade_sock {
         errs.push("server.upgrade_sock", "must differ from server.pid_file");
     }
-    ServerConf {
+    ProcessSettings {
         threads: threads.max(1),
-        pid_file: s.pid_file.clone(),
-        upgrade_sock: s.upgrade_sock.clone(),
-        grace_period_seconds: Some(s.grace_period_seconds),
-        graceful_shutdown_timeout_seconds: Some(s.graceful_shutdown_timeout_seconds),
-        error_log: s.error_log.clone(),
-        daemon: s.daemon,
-        user: s.user.clone(),
-        group: s.group.clone(),
-        work_stealing: s.work_stealing,
-        upstream_keepalive_pool_size: s.upstream_keepalive_pool_size,
-        ..ServerConf::default()
+        section: s.clone(),
     }
 }
 
@@ -368,7 +427,7 @@ mod tests {
     fn minimal_config_builds_with_safe_defaults() {
         let raw = config::parse(include_str!("../conf/minimal.yaml")).unwrap();
         let snap = Snapshot::build(&raw).unwrap();
-        assert_eq!(snap.server.grace_period_seconds, Some(10));
-        assert_eq!(snap.listeners.len(), 1);
+        assert_eq!(snap.process.server_conf().grace_period_seconds, Some(10));
+        assert_eq!(snap.connections.listeners.len(), 1);
     }
 }

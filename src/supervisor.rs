@@ -60,7 +60,7 @@ pub fn run(config: PathBuf) -> i32 {
             return 1;
         }
     };
-    let upgrade_sock = PathBuf::from(&snap.server.upgrade_sock);
+    let upgrade_sock = PathBuf::from(&snap.process.upgrade_sock());
     drop(snap);
     let exe = match std::env::current_exe() {
         Ok(e) => e,
@@ -245,7 +245,7 @@ impl Supervisor {
                 return;
             }
         };
-        let sock = PathBuf::from(&snap.server.upgrade_sock);
+        let sock = PathBuf::from(&snap.process.upgrade_sock());
         drop(snap);
         if sock != self.upgrade_sock {
             log::error!(

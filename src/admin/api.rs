@@ -51,7 +51,7 @@ pub fn get(snap: &Snapshot, path: &str) -> Option<Answer> {
             Some(c) => json(&c),
             None => text(StatusCode::NOT_FOUND, "no route caches\n".into()),
         },
-        "/api/config" => match snap.source_text.as_deref().map(config_text_redacted) {
+        "/api/config" => match snap.admin.source_text.as_deref().map(config_text_redacted) {
             Some(Ok(yaml)) => Answer {
                 status: StatusCode::OK,
                 content_type: "application/yaml",
@@ -68,7 +68,7 @@ pub fn get(snap: &Snapshot, path: &str) -> Option<Answer> {
 /// answered with its errors (422) and nothing else happens; a good one is
 /// handed to the supervisor as a SIGHUP (which checks it again).
 pub fn reload(snap: &Snapshot) -> Answer {
-    let Some(path) = snap.source.as_deref() else {
+    let Some(path) = snap.admin.source.as_deref() else {
         return text(StatusCode::CONFLICT, "no config file to reload\n".into());
     };
     if let Err(errs) = Snapshot::load(path) {

@@ -37,7 +37,7 @@ pub struct AdminApp {
 
 impl AdminApp {
     pub(crate) fn new(snap: Arc<Snapshot>, cache: Option<&'static CacheRuntime>) -> AdminApp {
-        let listeners = ListenerReadiness::new(snap.listeners.iter().map(|l| l.addr));
+        let listeners = ListenerReadiness::new(snap.connections.listeners.iter().map(|l| l.addr));
         AdminApp {
             snap,
             listeners,
@@ -69,7 +69,7 @@ impl ServeHttp for AdminApp {
                 .get(http::header::AUTHORIZATION)
                 .map(|v| v.as_bytes());
             if let Err((status, why)) =
-                purge_api::authorized(self.snap.admin_token.as_deref(), auth)
+                purge_api::authorized(self.snap.admin.token.as_deref(), auth)
             {
                 let mut r = reply(status, "text/plain", why);
                 if status == StatusCode::UNAUTHORIZED {

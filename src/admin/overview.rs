@@ -140,6 +140,7 @@ fn ratio(hits: u64, total: u64) -> Option<f64> {
 pub fn gather(snap: &Snapshot) -> Overview {
     let classes = metrics::sum_by(&metrics::REQUESTS, "status_class");
     let pools = snap
+        .edge
         .pools
         .iter()
         .map(|pool| {
@@ -164,7 +165,7 @@ pub fn gather(snap: &Snapshot) -> Overview {
             }
         })
         .collect();
-    let cache = snap.caching.then(|| {
+    let cache = snap.edge.caches().then(|| {
         let lookups = metrics::sum_by(&metrics::CACHE_LOOKUPS, "result");
         let sum = |keys: &[&str]| -> u64 {
             keys.iter()
@@ -194,7 +195,7 @@ pub fn gather(snap: &Snapshot) -> Overview {
     });
     // The supervisor's file is current; the environment holds what it knew
     // when this generation started. Without a supervisor: neither.
-    let file = crate::supervisor::history_file(std::path::Path::new(&snap.server.upgrade_sock));
+    let file = crate::supervisor::history_file(std::path::Path::new(&snap.process.upgrade_sock()));
     let reloads = std::env::var_os(crate::supervisor::ENV_SUPERVISOR)
         .and_then(|_| std::fs::read_to_string(file).ok())
         .or_else(|| std::env::var(crate::supervisor::ENV_HISTORY).ok())
@@ -213,8 +214,8 @@ pub fn gather(snap: &Snapshot) -> Overview {
         } else {
             "serving"
         },
-        started: crate::access_log::rfc3339(snap.started),
-        uptime_seconds: snap.started.elapsed().map_or(0, |d| d.as_secs()),
+        started: crate::access_log::rfc3339(snap.admin.started),
+        uptime_seconds: snap.admin.started.elapsed().map_or(0, |d| d.as_secs()),
         connections_active: metrics::DOWNSTREAM_CONNECTIONS.get(),
         requests_total: classes.values().sum(),
         requests_by_class: classes,

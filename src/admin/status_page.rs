@@ -246,12 +246,12 @@ fn routes(h: &mut String, snap: &Snapshot) {
         "<section id=\"routes\"><h2>Routes</h2><table><tr><th class=\"num\">#</th><th>route</th>\
          <th>upstream</th><th>cache</th><th>compression</th></tr>",
     );
-    for (i, r) in snap.router.iter().enumerate() {
+    for (i, r) in snap.edge.router.iter().enumerate() {
         let _ = write!(
             h,
             "<tr><td class=\"num\">{i}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&r.name),
-            esc(&snap.pools.get(r.upstream).name),
+            esc(&snap.edge.pools.get(r.upstream).name),
             if r.cache.is_some() {
                 "on"
             } else if r.streaming {

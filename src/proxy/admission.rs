@@ -36,7 +36,7 @@ pub fn admit(
     client: IpAddr,
     now: Instant,
 ) -> Admission {
-    if let Some(Err(left)) = snap.reputation.as_ref().map(|r| r.check(client, now)) {
+    if let Some(Err(left)) = snap.edge.reputation.as_ref().map(|r| r.check(client, now)) {
         return Admission::Refuse {
             rejection: Rejection {
                 status: 403,
@@ -55,13 +55,13 @@ pub fn admit(
             true,
         );
     }
-    if let Err(r) = snap.limits.check(req) {
+    if let Err(r) = snap.edge.limits.check(req) {
         return refuse(r, true);
     }
-    if let Err(r) = snap.filters.check(req, client) {
+    if let Err(r) = snap.edge.filters.check(req, client) {
         return refuse(r, false);
     }
-    let Some((index, route)) = snap.router.find(
+    let Some((index, route)) = snap.edge.router.find(
         crate::routing::request_host(req),
         req.uri.path(),
         &req.headers,
@@ -77,7 +77,7 @@ pub fn admit(
     if let Err(r) = route.filters.check(req, client) {
         return refuse(r, false);
     }
-    for limiter in [snap.rate_limit.as_ref(), route.rate_limit.as_ref()]
+    for limiter in [snap.edge.rate_limit.as_ref(), route.rate_limit.as_ref()]
         .into_iter()
         .flatten()
     {
@@ -93,7 +93,7 @@ pub fn admit(
         }
     }
     let mut slots = Vec::new();
-    if let Some(per_client) = &snap.per_client {
+    if let Some(per_client) = &snap.edge.per_client {
         match per_client.try_acquire(client) {
             Some(slot) => slots.push(slot),
             None => {
@@ -107,7 +107,7 @@ pub fn admit(
             }
         }
     }
-    if let Some(gate) = &snap.pools.get(route.upstream).gate {
+    if let Some(gate) = &snap.edge.pools.get(route.upstream).gate {
         match gate.try_acquire() {
             Some(slot) => slots.push(slot),
             None => {

@@ -19,9 +19,9 @@ use std::time::Duration;
 pub fn pick(snap: &Snapshot, session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
     let route = ctx
         .route
-        .map(|i| snap.router.get(i))
+        .map(|i| snap.edge.router.get(i))
         .ok_or_else(|| Error::explain(ErrorType::InternalError, "upstream_peer without a route"))?;
-    let pool = snap.pools.get(route.upstream);
+    let pool = snap.edge.pools.get(route.upstream);
     let client_ip = ctx
         .client
         .as_ref()
@@ -98,7 +98,7 @@ pub fn answered(snap: &Snapshot, ctx: &mut RequestCtx) {
 
 fn pool_of<'a>(snap: &'a Snapshot, ctx: &RequestCtx) -> Option<&'a Pool> {
     ctx.route
-        .map(|i| snap.pools.get(snap.router.get(i).upstream))
+        .map(|i| snap.edge.pools.get(snap.edge.router.get(i).upstream))
 }
 
 /// A failed attempt, counted for the pool and for the backend tried.
@@ -163,11 +163,11 @@ pub fn failed_after_sending(
     client_reused: bool,
 ) -> Box<Error> {
     let mut e = e.more_context(format!("Peer: {peer}"));
-    let Some(route) = ctx.route.map(|i| snap.router.get(i)) else {
+    let Some(route) = ctx.route.map(|i| snap.edge.router.get(i)) else {
         e.set_retry(false);
         return e;
     };
-    let pool = snap.pools.get(route.upstream);
+    let pool = snap.edge.pools.get(route.upstream);
     let from_origin = e.esource() == &ErrorSource::Upstream;
     if from_origin {
         count_failure(pool, ctx, error_kind(&e));

@@ -62,6 +62,7 @@ pub struct Edge {
 impl Edge {
     pub(crate) fn new(snap: Arc<Snapshot>, cache: Option<&'static CacheRuntime>) -> Edge {
         let route_metrics = snap
+            .edge
             .router
             .iter()
             .map(|r| RouteMetrics::new(&r.name))
@@ -76,7 +77,7 @@ impl Edge {
 
     /// The cache runtime and the matched route's cache policy, if it caches.
     fn caching(&self, ctx: &RequestCtx) -> Option<(&'static CacheRuntime, &RouteCache)> {
-        let route = self.snap.router.get(ctx.route?);
+        let route = self.snap.edge.router.get(ctx.route?);
         Some((self.cache?, route.cache.as_ref()?))
     }
 
@@ -85,8 +86,9 @@ impl Edge {
         ctx.route
             .map(|i| {
                 self.snap
+                    .edge
                     .pools
-                    .get(self.snap.router.get(i).upstream)
+                    .get(self.snap.edge.router.get(i).upstream)
                     .name
                     .clone()
             })
@@ -96,12 +98,12 @@ impl Edge {
     /// What the edge's own pages for this request carry.
     fn page<'a>(&'a self, ctx: &'a RequestCtx) -> edge_response::Page<'a> {
         edge_response::Page {
-            pages: &self.snap.error_pages,
-            request_id_header: &self.snap.forwarding.request_id_header,
+            pages: &self.snap.edge.error_pages,
+            request_id_header: &self.snap.edge.forwarding.request_id_header,
             request_id: &ctx.request_id,
             hsts: ctx
                 .listener
-                .and_then(|i| self.snap.listeners[i].hsts.as_ref()),
+                .and_then(|i| self.snap.connections.listeners[i].hsts.as_ref()),
         }
     }
 
@@ -135,7 +137,7 @@ impl ProxyHttp for Edge {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         session.as_downstream_mut().set_pipelining_enabled(true);
-        if let Some(c) = &self.snap.compression {
+        if let Some(c) = &self.snap.edge.compression {
             compression::on_request(session, ctx, c)?;
         }
         Ok(())
@@ -153,11 +155,11 @@ impl ProxyHttp for Edge {
         ctx.listener = session
             .server_addr()
             .and_then(|a| a.as_inet())
-            .and_then(|local| self.snap.listener_for(*local));
+            .and_then(|local| self.snap.connections.listener_for(*local));
         let subject = crate::tls::listener::info(session)
             .and_then(|i| i.client.as_ref())
             .map(|c| c.subject.clone());
-        let fwd = &self.snap.forwarding;
+        let fwd = &self.snap.edge.forwarding;
         fwd.client_certificate(session.req_header_mut(), subject.as_deref())?;
         let client = fwd.client_info(peer, session.req_header(), tls);
         ctx.request_id = fwd.request_id(&client, session.req_header());
@@ -187,16 +189,16 @@ impl ProxyHttp for Edge {
             Admission::Route(index, slots) => {
                 ctx.route = Some(index);
                 ctx.slots = slots;
-                compression::routed(session, ctx, self.snap.router.get(index).compression)?;
+                compression::routed(session, ctx, self.snap.edge.router.get(index).compression)?;
                 if let Some(port) = ctx
                     .listener
-                    .and_then(|i| self.snap.listeners[i].redirect_https)
+                    .and_then(|i| self.snap.connections.listeners[i].redirect_https)
                 {
                     ctx.edge_reason = Some("https_redirect");
                     edge_response::redirect_https(
                         session,
                         port,
-                        &self.snap.forwarding.request_id_header,
+                        &self.snap.edge.forwarding.request_id_header,
                         &ctx.request_id,
                     )
                     .await?;
@@ -246,7 +248,7 @@ impl ProxyHttp for Edge {
     ) -> Result<()> {
         if let Some(b) = body {
             ctx.body_bytes += b.len() as u64;
-            if ctx.body_bytes > self.snap.limits.max_body_size {
+            if ctx.body_bytes > self.snap.edge.limits.max_body_size {
                 metrics::REQUESTS_REFUSED
                     .with_label_values(&["body_too_large"])
                     .inc();
@@ -398,7 +400,7 @@ impl ProxyHttp for Edge {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.cache.request_time = Some(std::time::SystemTime::now());
-        let Some(route) = ctx.route.map(|i| self.snap.router.get(i)) else {
+        let Some(route) = ctx.route.map(|i| self.snap.edge.router.get(i)) else {
             return Ok(());
         };
         let target = upstream_request
@@ -413,7 +415,7 @@ impl ProxyHttp for Edge {
         }
         if let Some(client) = &ctx.client {
             let host = request_host(session.req_header());
-            self.snap.forwarding.upstream_request(
+            self.snap.edge.forwarding.upstream_request(
                 upstream_request,
                 client,
                 host,
@@ -451,7 +453,10 @@ impl ProxyHttp for Edge {
                 }
             }
         }
-        self.snap.forwarding.upstream_response(upstream_response);
+        self.snap
+            .edge
+            .forwarding
+            .upstream_response(upstream_response);
         if upstream_response.status == http::StatusCode::NOT_MODIFIED && self.caching(ctx).is_some()
         {
             ctx.cache.not_modified = Some(Box::new(upstream_response.clone()));
@@ -465,14 +470,14 @@ impl ProxyHttp for Edge {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let route = ctx.route.map(|i| self.snap.router.get(i));
+        let route = ctx.route.map(|i| self.snap.edge.router.get(i));
         if let Some(route) = route {
             route.response_headers.apply_response(upstream_response)?;
             if upstream_response.status == http::StatusCode::SWITCHING_PROTOCOLS {
                 session.set_read_timeout(Some(route.stream_idle_timeout));
             }
         }
-        if let Some(c) = &self.snap.compression {
+        if let Some(c) = &self.snap.edge.compression {
             let on = route.is_some_and(|r| r.compression);
             compression::on_response(session, upstream_response, on, c);
         }
@@ -480,11 +485,12 @@ impl ProxyHttp for Edge {
             caching::response_headers(session, upstream_response, ctx, route_cache)?;
         }
         self.snap
+            .edge
             .forwarding
             .downstream_response(upstream_response, &ctx.request_id)?;
         if let Some(hsts) = ctx
             .listener
-            .and_then(|i| self.snap.listeners[i].hsts.as_ref())
+            .and_then(|i| self.snap.connections.listeners[i].hsts.as_ref())
         {
             upstream_response.insert_header(http::header::STRICT_TRANSPORT_SECURITY, hsts)?;
         }
@@ -565,7 +571,7 @@ impl ProxyHttp for Edge {
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let elapsed = ctx.started.elapsed();
-        let route = ctx.route.map(|i| self.snap.router.get(i));
+        let route = ctx.route.map(|i| self.snap.edge.router.get(i));
         let route_metrics = ctx
             .route
             .map_or(&self.unrouted_metrics, |i| &self.route_metrics[i]);
@@ -576,14 +582,14 @@ impl ProxyHttp for Edge {
         if let Some((runtime, route_cache)) = self.caching(ctx) {
             caching::after_response(session, ctx, runtime, route_cache).await;
         }
-        if let (Some(rep), Some(client)) = (&self.snap.reputation, &ctx.client) {
+        if let (Some(rep), Some(client)) = (&self.snap.edge.reputation, &ctx.client) {
             if let Some(event) = crate::behaviour::Event::from_outcome(status, ctx.edge_reason) {
                 rep.record(client.ip, event, std::time::Instant::now());
             }
         }
-        let upstream = route.map_or("-", |r| self.snap.pools.get(r.upstream).name.as_str());
+        let upstream = route.map_or("-", |r| self.snap.edge.pools.get(r.upstream).name.as_str());
         access_log::write(
-            self.snap.access_log.as_ref(),
+            self.snap.edge.access_log.as_ref(),
             session,
             ctx,
             if ctx.cancelled {
