@@ -47,7 +47,7 @@ impl Default for AccessLogConfig {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     Json,
     Combined,
 }
@@ -59,7 +59,7 @@ enum Sink {
 }
 
 /// The built access log.
-pub struct AccessLog {
+pub(crate) struct AccessLog {
     format: Format,
     sink: Sink,
     /// Fraction of requests logged (5xx aside).
@@ -69,7 +69,7 @@ pub struct AccessLog {
 }
 
 /// One request, as the log sees it.
-pub struct Entry<'a> {
+pub(crate) struct Entry<'a> {
     pub time: SystemTime,
     pub client: String,
     pub method: &'a str,
@@ -96,7 +96,10 @@ pub struct Entry<'a> {
 
 impl AccessLog {
     /// `None` when the log is off.
-    pub fn build(cfg: Option<&AccessLogConfig>, errs: &mut ConfigErrors) -> Option<AccessLog> {
+    pub(crate) fn build(
+        cfg: Option<&AccessLogConfig>,
+        errs: &mut ConfigErrors,
+    ) -> Option<AccessLog> {
         let default = AccessLogConfig::default();
         let cfg = cfg.unwrap_or(&default);
         let format = match cfg.format.as_str() {
@@ -143,7 +146,7 @@ impl AccessLog {
     /// Whether this request's line is written (sampling; 5xx always). The
     /// n-th request is kept when `floor(n * sample)` steps up, so exactly that
     /// fraction of requests is logged, evenly spread.
-    pub fn wants(&self, status: u16) -> bool {
+    pub(crate) fn wants(&self, status: u16) -> bool {
         if status >= 500 || self.sample >= 1.0 {
             return true;
         }
@@ -151,7 +154,7 @@ impl AccessLog {
         ((n + 1.0) * self.sample).floor() > (n * self.sample).floor()
     }
 
-    pub fn write(&self, e: &Entry) {
+    pub(crate) fn write(&self, e: &Entry) {
         let mut line = String::with_capacity(320);
         match self.format {
             Format::Json => json(&mut line, e, self.include_backend),
@@ -300,7 +303,7 @@ fn split(t: SystemTime) -> (i64, u32, u32, u64, u64, u64, u32) {
 }
 
 /// `2026-11-22T09:51:19.123Z`
-pub fn rfc3339(t: SystemTime) -> String {
+pub(crate) fn rfc3339(t: SystemTime) -> String {
     let (y, m, d, hh, mm, ss, ms) = split(t);
     format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}.{ms:03}Z")
 }

@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 /// Builds the server. Call only after the config was validated; with `-u`
 /// this waits to receive the listening sockets of the previous generation.
-pub fn build(opt: Opt, snap: Snapshot) -> Server {
+pub(crate) fn build(opt: Opt, snap: Snapshot) -> Server {
     let mut server = Server::new_with_opt_and_conf(opt, snap.process.server_conf());
     server.bootstrap();
     let phases = server.watch_execution_phase();
@@ -114,7 +114,7 @@ pub fn build(opt: Opt, snap: Snapshot) -> Server {
 /// Runs the server until a stop signal ends it (see
 /// [`crate::lifecycle::StopSignals`]: SIGINT at once, SIGTERM and handoffs
 /// after draining, each bounded), then exits the process.
-pub fn run(server: Server) -> ! {
+pub(crate) fn run(server: Server) -> ! {
     let conf = server.configuration.clone();
     let bound = conf.grace_period_seconds.unwrap_or(0)
         + conf.graceful_shutdown_timeout_seconds.unwrap_or(0);

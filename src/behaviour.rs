@@ -76,7 +76,7 @@ impl Default for BehaviourConfig {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Event {
+pub(crate) enum Event {
     ClientError,
     Refused,
     Malformed,
@@ -88,7 +88,7 @@ impl Event {
     /// The event a finished request counts as: by its status, and whether
     /// the edge answered it itself (`edge_reason`). Requests refused because
     /// the client is already blocked count as nothing.
-    pub fn from_outcome(status: u16, edge_reason: Option<&str>) -> Option<Event> {
+    pub(crate) fn from_outcome(status: u16, edge_reason: Option<&str>) -> Option<Event> {
         match (status, edge_reason) {
             (_, Some("blocked")) => None,
             (400, _) => Some(Event::Malformed),
@@ -108,12 +108,12 @@ struct Score {
 }
 
 /// Exponential decay of `value` from `from` to `to`.
-pub fn decay(value: f64, from: Instant, to: Instant, half_life: Duration) -> f64 {
+pub(crate) fn decay(value: f64, from: Instant, to: Instant, half_life: Duration) -> f64 {
     let dt = to.saturating_duration_since(from).as_secs_f64();
     value * 0.5f64.powf(dt / half_life.as_secs_f64())
 }
 
-pub struct Reputation {
+pub(crate) struct Reputation {
     threshold: f64,
     half_life: Duration,
     block_for: Duration,
@@ -130,7 +130,7 @@ impl std::fmt::Debug for Reputation {
 }
 
 impl Reputation {
-    pub fn build(cfg: &BehaviourConfig, errs: &mut ConfigErrors) -> Option<Reputation> {
+    pub(crate) fn build(cfg: &BehaviourConfig, errs: &mut ConfigErrors) -> Option<Reputation> {
         let n = errs.len();
         if !(cfg.threshold > 0.0 && cfg.threshold.is_finite()) {
             errs.push("behaviour.threshold", "must be a positive number");
@@ -167,7 +167,7 @@ impl Reputation {
     }
 
     /// `Err(remaining)` while the client is blocked.
-    pub fn check(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
+    pub(crate) fn check(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
         let (h, shard) = self.shard(ip);
         let Ok(mut shard) = shard.lock() else {
             return Ok(());
@@ -189,7 +189,7 @@ impl Reputation {
     }
 
     /// Adds an event's weight; blocks the client when it crosses the threshold.
-    pub fn record(&self, ip: IpAddr, event: Event, now: Instant) {
+    pub(crate) fn record(&self, ip: IpAddr, event: Event, now: Instant) {
         let w = match event {
             Event::ClientError => self.weights.client_error,
             Event::Refused => self.weights.refused,

@@ -56,14 +56,14 @@ impl Default for CompressionConfig {
 
 /// A coding the edge can produce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Coding {
+pub(crate) enum Coding {
     Zstd,
     Brotli,
     Gzip,
 }
 
 impl Coding {
-    pub fn token(self) -> &'static str {
+    pub(crate) fn token(self) -> &'static str {
         match self {
             Coding::Zstd => "zstd",
             Coding::Brotli => "br",
@@ -74,8 +74,7 @@ impl Coding {
 
 /// Built settings.
 #[derive(Debug, Clone)]
-pub struct Compression {
-    pub default_on: bool,
+pub(crate) struct Compression {
     pub order: Vec<Coding>,
     pub level: u32,
     pub min_size: u64,
@@ -83,7 +82,7 @@ pub struct Compression {
 }
 
 impl Compression {
-    pub fn build(cfg: Option<&CompressionConfig>, errs: &mut ConfigErrors) -> Compression {
+    pub(crate) fn build(cfg: Option<&CompressionConfig>, errs: &mut ConfigErrors) -> Compression {
         let default = CompressionConfig::default();
         let cfg = cfg.unwrap_or(&default);
         let mut order = Vec::new();
@@ -121,7 +120,6 @@ impl Compression {
             0
         });
         Compression {
-            default_on: cfg.enabled,
             order,
             level: cfg.level.clamp(1, 9),
             min_size,
@@ -136,7 +134,7 @@ impl Compression {
     /// The codings a client accepts (`Accept-Encoding` values), in the
     /// edge's order. A coding counts if listed (or matched by `*`) with
     /// q > 0; `identity` needs nothing from us.
-    pub fn negotiate<'a>(&self, accept: impl Iterator<Item = &'a str>) -> Vec<Coding> {
+    pub(crate) fn negotiate<'a>(&self, accept: impl Iterator<Item = &'a str>) -> Vec<Coding> {
         let mut listed: Vec<(String, f32)> = Vec::new();
         for value in accept {
             for item in value.split(',') {
@@ -172,7 +170,7 @@ impl Compression {
     }
 
     /// Whether a response with this `Content-Type` and length is worth it.
-    pub fn suits(&self, content_type: Option<&str>, length: Option<u64>) -> bool {
+    pub(crate) fn suits(&self, content_type: Option<&str>, length: Option<u64>) -> bool {
         let Some(ct) = content_type else {
             return false;
         };

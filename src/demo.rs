@@ -14,7 +14,7 @@ use std::net::TcpListener;
 
 /// Where the demo listens: the edge, its admin listener, three origins.
 #[derive(Debug, Clone)]
-pub struct Addrs {
+pub(crate) struct Addrs {
     pub edge: String,
     pub admin: String,
     pub origins: [String; 3],
@@ -38,7 +38,7 @@ impl Default for Addrs {
 impl Addrs {
     /// The defaults, with `--edge ADDR`, `--admin ADDR` and
     /// `--origins A,B,C` applied.
-    pub fn from_args(args: &[String]) -> Result<Addrs, String> {
+    pub(crate) fn from_args(args: &[String]) -> Result<Addrs, String> {
         let mut addrs = Addrs::default();
         let mut it = args.iter();
         while let Some(flag) = it.next() {
@@ -63,12 +63,12 @@ impl Addrs {
 }
 
 /// The admin token of the demo (state-changing admin endpoints: purge).
-pub const ADMIN_TOKEN: &str = "demo-admin-token";
+pub(crate) const ADMIN_TOKEN: &str = "demo-admin-token";
 
 /// The demo's config: one pool over three origins, weighted 2:1:1, with
 /// health checks; `/sticky/` hashes on the `X-User` header; `/static/` is
 /// cached (the origins say `max-age=60` there).
-pub fn config_yaml(addrs: &Addrs) -> String {
+pub(crate) fn config_yaml(addrs: &Addrs) -> String {
     let dir = std::env::temp_dir();
     let dir = dir.display();
     let [a, b, c] = &addrs.origins;
@@ -165,7 +165,7 @@ impl ServeHttp for DemoOrigin {
 
 /// Runs the demo (`args`: the options of [`Addrs::from_args`]); returns
 /// only on a startup error.
-pub fn run(args: &[String]) -> i32 {
+pub(crate) fn run(args: &[String]) -> i32 {
     let addrs = match Addrs::from_args(args) {
         Ok(a) => a,
         Err(e) => {

@@ -100,7 +100,7 @@ impl Template {
 
 /// The built pages, shared by every request.
 #[derive(Debug, Clone)]
-pub struct ErrorPages {
+pub(crate) struct ErrorPages {
     content_type: HeaderValue,
     default: Template,
     by_status: HashMap<u16, Template>,
@@ -117,7 +117,7 @@ impl Default for ErrorPages {
 }
 
 impl ErrorPages {
-    pub fn build(cfg: Option<&ErrorPagesConfig>, errs: &mut ConfigErrors) -> ErrorPages {
+    pub(crate) fn build(cfg: Option<&ErrorPagesConfig>, errs: &mut ConfigErrors) -> ErrorPages {
         let mut pages = ErrorPages::default();
         let Some(cfg) = cfg else {
             return pages;
@@ -151,7 +151,7 @@ impl ErrorPages {
     }
 
     /// Content type and body of the page for `status`.
-    pub fn render(&self, status: u16, request_id: &str) -> (HeaderValue, Bytes) {
+    pub(crate) fn render(&self, status: u16, request_id: &str) -> (HeaderValue, Bytes) {
         let reason = http::StatusCode::from_u16(status)
             .ok()
             .and_then(|s| s.canonical_reason())

@@ -18,30 +18,39 @@
 //! | services → Pingora server    | [`app`]                                  |
 //! | `parapet run`: reloads keeping one PID | [`supervisor`]                 |
 //! | `parapet demo`               | [`demo`]                                 |
+//! | the command line             | [`cli`]                                  |
+//!
+//! The public items are what the binary ([`cli::main`]), the integration
+//! tests and the fuzz targets need (config parsing, the snapshot build, the
+//! pure functions they exercise); everything else is `pub(crate)`, checked
+//! by `unreachable_pub`.
 //!
 //! Dependencies point inward: `app → proxy → {routing, upstream, forwarding,
 //! metrics} → config`. Nothing imports `proxy` or `app`.
 
-pub mod access_log;
-pub mod admin;
-pub mod app;
-pub mod behaviour;
+#![warn(unreachable_pub)]
+
+pub(crate) mod access_log;
+pub(crate) mod admin;
+pub(crate) mod app;
+pub(crate) mod behaviour;
 pub mod cache;
 pub mod cidr;
-pub mod compression;
-pub mod concurrency;
+pub mod cli;
+pub(crate) mod compression;
+pub(crate) mod concurrency;
 pub mod config;
-pub mod demo;
-pub mod error_pages;
+pub(crate) mod demo;
+pub(crate) mod error_pages;
 pub mod filters;
-pub mod forwarding;
-pub mod lifecycle;
-pub mod logging;
-pub mod metrics;
-pub mod proxy;
-pub mod ratelimit;
-pub mod routing;
+pub(crate) mod forwarding;
+pub(crate) mod lifecycle;
+pub(crate) mod logging;
+pub(crate) mod metrics;
+pub(crate) mod proxy;
+pub(crate) mod ratelimit;
+pub(crate) mod routing;
 pub mod runtime;
-pub mod supervisor;
-pub mod tls;
+pub(crate) mod supervisor;
+pub(crate) mod tls;
 pub mod upstream;

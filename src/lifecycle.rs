@@ -20,7 +20,7 @@ use tokio::sync::broadcast;
 static DRAINING: AtomicBool = AtomicBool::new(false);
 
 /// Whether this process has started to drain.
-pub fn is_draining() -> bool {
+pub(crate) fn is_draining() -> bool {
     DRAINING.load(Ordering::Relaxed)
 }
 
@@ -36,13 +36,13 @@ fn set_draining(why: &str) {
 /// Pingora signals a listening service ready before it binds, so readiness is
 /// checked for real: connect to each public listener once; after every one
 /// has accepted, the answer is cached.
-pub struct ListenerReadiness {
+pub(crate) struct ListenerReadiness {
     probes: Vec<SocketAddr>,
     ready: AtomicBool,
 }
 
 impl ListenerReadiness {
-    pub fn new(listeners: impl IntoIterator<Item = SocketAddr>) -> Self {
+    pub(crate) fn new(listeners: impl IntoIterator<Item = SocketAddr>) -> Self {
         let probes = listeners
             .into_iter()
             .map(|mut a| {
@@ -66,7 +66,7 @@ impl ListenerReadiness {
     }
 
     /// True once every public listener has accepted a connection.
-    pub async fn listening(&self) -> bool {
+    pub(crate) async fn listening(&self) -> bool {
         if self.ready.load(Ordering::Relaxed) {
             return true;
         }
@@ -86,13 +86,13 @@ impl ListenerReadiness {
 }
 
 /// Background service that follows Pingora's execution phases.
-pub struct PhaseWatcher {
+pub(crate) struct PhaseWatcher {
     phases: Mutex<Option<broadcast::Receiver<ExecutionPhase>>>,
 }
 
 impl PhaseWatcher {
     /// `phases` comes from `Server::watch_execution_phase`, taken before `run_forever`.
-    pub fn new(phases: broadcast::Receiver<ExecutionPhase>) -> Self {
+    pub(crate) fn new(phases: broadcast::Receiver<ExecutionPhase>) -> Self {
         PhaseWatcher {
             phases: Mutex::new(Some(phases)),
         }
@@ -142,7 +142,7 @@ impl BackgroundService for PhaseWatcher {
 /// Every stop is bounded: a watchdog thread, started only once a signal has
 /// arrived (long after any fork), ends the process if Pingora's shutdown has
 /// not finished by `bound` plus a margin.
-pub struct StopSignals {
+pub(crate) struct StopSignals {
     /// The longest a graceful stop may take: grace period plus runtime
     /// shutdown timeout.
     pub bound: Duration,

@@ -123,7 +123,7 @@ impl Log for RateLimited {
 }
 
 /// Installs the rate-limited logger (`RUST_LOG`, default `info`).
-pub fn init() {
+pub(crate) fn init() {
     let inner = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .format_timestamp_millis()
         .build();

@@ -20,7 +20,7 @@ const DURATION_BUCKETS: &[f64] = &[
 
 /// Downstream requests answered, by route name (`-` when no route matched) and
 /// status class (`1xx`..`5xx`, or `none` when the client went away first).
-pub static REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+pub(crate) static REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "parapet_requests_total",
         "Downstream requests answered, by route and status class.",
@@ -30,7 +30,7 @@ pub static REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 });
 
 /// Time from the request head arriving to the end of the response, by route.
-pub static REQUEST_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
+pub(crate) static REQUEST_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
     register_histogram_vec!(
         "parapet_request_duration_seconds",
         "Time to answer a downstream request, by route.",
@@ -41,7 +41,7 @@ pub static REQUEST_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
 });
 
 /// Requests sent to an upstream pool (each attempt, retries included).
-pub static UPSTREAM_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+pub(crate) static UPSTREAM_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "parapet_upstream_requests_total",
         "Attempts to forward a request to an upstream pool, retries included.",
@@ -52,7 +52,7 @@ pub static UPSTREAM_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 
 /// Failures talking to an upstream pool, by kind: `connect`, `timeout`,
 /// `read`, `write`, `no_backend` (nothing healthy to pick), `other`.
-pub static UPSTREAM_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+pub(crate) static UPSTREAM_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "parapet_upstream_errors_total",
         "Failures forwarding to an upstream pool, by kind.",
@@ -62,7 +62,7 @@ pub static UPSTREAM_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 });
 
 /// Retries onto another backend after a failure.
-pub static UPSTREAM_RETRIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+pub(crate) static UPSTREAM_RETRIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "parapet_upstream_retries_total",
         "Requests retried on another backend of the pool.",
@@ -72,7 +72,7 @@ pub static UPSTREAM_RETRIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
 });
 
 /// 1 while the active health check considers a backend healthy, else 0.
-pub static BACKEND_HEALTHY: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+pub(crate) static BACKEND_HEALTHY: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     register_int_gauge_vec!(
         "parapet_backend_healthy",
         "1 if the backend passes its health check, 0 if not.",
@@ -82,7 +82,7 @@ pub static BACKEND_HEALTHY: LazyLock<IntGaugeVec> = LazyLock::new(|| {
 });
 
 /// Health transitions seen by the active checks.
-pub static BACKEND_HEALTH_CHANGES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+pub(crate) static BACKEND_HEALTH_CHANGES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "parapet_backend_health_changes_total",
         "Backends flipping health state, by new state (healthy / unhealthy).",
@@ -92,7 +92,7 @@ pub static BACKEND_HEALTH_CHANGES: LazyLock<IntCounterVec> = LazyLock::new(|| {
 });
 
 /// Open downstream (client) connections.
-pub static DOWNSTREAM_CONNECTIONS: LazyLock<IntGauge> = LazyLock::new(|| {
+pub(crate) static DOWNSTREAM_CONNECTIONS: LazyLock<IntGauge> = LazyLock::new(|| {
     register_int_gauge!(
         "parapet_downstream_connections_active",
         "Client connections currently open."
@@ -101,7 +101,7 @@ pub static DOWNSTREAM_CONNECTIONS: LazyLock<IntGauge> = LazyLock::new(|| {
 });
 
 /// Downstream connections accepted since start.
-pub static DOWNSTREAM_CONNECTIONS_TOTAL: LazyLock<IntCounter> = LazyLock::new(|| {
+pub(crate) static DOWNSTREAM_CONNECTIONS_TOTAL: LazyLock<IntCounter> = LazyLock::new(|| {
     register_int_counter!(
         "parapet_downstream_connections_total",
         "Client connections accepted."
@@ -110,7 +110,7 @@ pub static DOWNSTREAM_CONNECTIONS_TOTAL: LazyLock<IntCounter> = LazyLock::new(||
 });
 
 /// Admin API requests refused for a missing or wrong token.
-pub static ADMIN_AUTH_FAILURES: LazyLock<IntCounter> = LazyLock::new(|| {
+pub(crate) static ADMIN_AUTH_FAILURES: LazyLock<IntCounter> = LazyLock::new(|| {
     register_int_counter!(
         "parapet_admin_auth_failures_total",
         "Admin API requests refused for a missing or wrong token."
@@ -119,7 +119,7 @@ pub static ADMIN_AUTH_FAILURES: LazyLock<IntCounter> = LazyLock::new(|| {
 });
 
 /// TLS handshakes completed on the public listeners.
-pub static TLS_HANDSHAKES: LazyLock<IntCounter> = LazyLock::new(|| {
+pub(crate) static TLS_HANDSHAKES: LazyLock<IntCounter> = LazyLock::new(|| {
     register_int_counter!(
         "parapet_tls_handshakes_total",
         "TLS handshakes completed by clients."
@@ -130,7 +130,7 @@ pub static TLS_HANDSHAKES: LazyLock<IntCounter> = LazyLock::new(|| {
 /// Failed client TLS handshakes by reason (`protocol_version`,
 /// `no_shared_cipher`, `client_certificate`, `plain_http`, `timeout`,
 /// `closed`, `other`).
-pub static TLS_HANDSHAKE_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+pub(crate) static TLS_HANDSHAKE_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "parapet_tls_handshake_failures_total",
         "Client TLS handshakes that failed, by reason.",
@@ -141,7 +141,7 @@ pub static TLS_HANDSHAKE_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
 
 /// Responses the edge generated itself, by reason (`no_route`, `bad_gateway`,
 /// `gateway_timeout`, `no_backend`, `bad_request`, `internal`).
-pub static EDGE_RESPONSES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+pub(crate) static EDGE_RESPONSES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "parapet_edge_responses_total",
         "Responses generated by the edge itself rather than an origin, by reason.",
@@ -151,7 +151,7 @@ pub static EDGE_RESPONSES: LazyLock<IntCounterVec> = LazyLock::new(|| {
 });
 
 /// 1 once this process has started draining (handoff or shutdown).
-pub static DRAINING: LazyLock<IntGauge> = LazyLock::new(|| {
+pub(crate) static DRAINING: LazyLock<IntGauge> = LazyLock::new(|| {
     register_int_gauge!(
         "parapet_draining",
         "1 while this process drains after a handoff or a stop signal."
@@ -160,7 +160,7 @@ pub static DRAINING: LazyLock<IntGauge> = LazyLock::new(|| {
 });
 
 /// Constant 1, labelled with the build version.
-pub static BUILD_INFO: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+pub(crate) static BUILD_INFO: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     register_int_gauge_vec!(
         "parapet_build_info",
         "Build information; the value is always 1.",
@@ -171,7 +171,7 @@ pub static BUILD_INFO: LazyLock<IntGaugeVec> = LazyLock::new(|| {
 
 /// Cache lookups by result: `hit`, `stale`, `miss`, `expired`, `revalidated`,
 /// `uncacheable`, `bypass`.
-pub static CACHE_LOOKUPS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+pub(crate) static CACHE_LOOKUPS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "parapet_cache_lookups_total",
         "Requests through the cache, by result.",
@@ -182,7 +182,7 @@ pub static CACHE_LOOKUPS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 
 /// Response body bytes sent to clients, by source (`cache` or `origin`), for
 /// routes with caching on.
-pub static CACHE_BODY_BYTES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+pub(crate) static CACHE_BODY_BYTES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "parapet_cache_served_bytes_total",
         "Response body bytes served on caching routes, by source (cache, origin).",
@@ -192,7 +192,7 @@ pub static CACHE_BODY_BYTES: LazyLock<IntCounterVec> = LazyLock::new(|| {
 });
 
 /// Bytes held per storage tier, bookkeeping included.
-pub static CACHE_STORED_BYTES: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+pub(crate) static CACHE_STORED_BYTES: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     register_int_gauge_vec!(
         "parapet_cache_stored_bytes",
         "Bytes held by the cache, by tier.",
@@ -202,7 +202,7 @@ pub static CACHE_STORED_BYTES: LazyLock<IntGaugeVec> = LazyLock::new(|| {
 });
 
 /// Objects held per storage tier.
-pub static CACHE_STORED_OBJECTS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+pub(crate) static CACHE_STORED_OBJECTS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     register_int_gauge_vec!(
         "parapet_cache_stored_objects",
         "Objects held by the cache, by tier.",
@@ -212,7 +212,7 @@ pub static CACHE_STORED_OBJECTS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
 });
 
 /// Objects removed to stay within the byte budget.
-pub static CACHE_EVICTIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+pub(crate) static CACHE_EVICTIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "parapet_cache_evictions_total",
         "Objects evicted to stay within the byte budget, by tier.",
@@ -222,7 +222,7 @@ pub static CACHE_EVICTIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 });
 
 /// Time requests spent waiting for another request to fill the same object.
-pub static CACHE_LOCK_WAIT: LazyLock<prometheus::Histogram> = LazyLock::new(|| {
+pub(crate) static CACHE_LOCK_WAIT: LazyLock<prometheus::Histogram> = LazyLock::new(|| {
     prometheus::register_histogram!(
         "parapet_cache_lock_wait_seconds",
         "Time spent waiting on the cache lock for a concurrent fill.",
@@ -232,7 +232,7 @@ pub static CACHE_LOCK_WAIT: LazyLock<prometheus::Histogram> = LazyLock::new(|| {
 });
 
 /// Objects removed or marked stale by purges and invalidations, by kind.
-pub static CACHE_PURGES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+pub(crate) static CACHE_PURGES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "parapet_cache_purges_total",
         "Cache entries purged, by kind (invalidation: after an unsafe request).",
@@ -242,7 +242,7 @@ pub static CACHE_PURGES: LazyLock<IntCounterVec> = LazyLock::new(|| {
 });
 
 /// Disk tier operations that failed (the request goes on without the disk).
-pub static CACHE_DISK_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+pub(crate) static CACHE_DISK_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "parapet_cache_disk_errors_total",
         "Disk tier operations that failed, by operation (open, write, remove).",
@@ -252,7 +252,7 @@ pub static CACHE_DISK_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 });
 
 /// Disk objects found corrupt or truncated (removed, never served).
-pub static CACHE_DISK_CORRUPT: LazyLock<IntCounter> = LazyLock::new(|| {
+pub(crate) static CACHE_DISK_CORRUPT: LazyLock<IntCounter> = LazyLock::new(|| {
     register_int_counter!(
         "parapet_cache_disk_corrupt_total",
         "Disk objects found corrupt or truncated; removed and never served."
@@ -261,7 +261,7 @@ pub static CACHE_DISK_CORRUPT: LazyLock<IntCounter> = LazyLock::new(|| {
 });
 
 /// Requests refused by a filter before routing, by reason.
-pub static REQUESTS_REFUSED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+pub(crate) static REQUESTS_REFUSED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "parapet_requests_refused_total",
         "Requests refused by the edge's filters, by reason.",
@@ -272,7 +272,7 @@ pub static REQUESTS_REFUSED: LazyLock<IntCounterVec> = LazyLock::new(|| {
 
 /// Connections closed because a request head took longer than
 /// `limits.header_timeout` (slowloris).
-pub static SLOW_CLIENTS: LazyLock<IntCounter> = LazyLock::new(|| {
+pub(crate) static SLOW_CLIENTS: LazyLock<IntCounter> = LazyLock::new(|| {
     register_int_counter!(
         "parapet_slow_clients_total",
         "Connections closed for not completing a request head within limits.header_timeout."
@@ -281,7 +281,7 @@ pub static SLOW_CLIENTS: LazyLock<IntCounter> = LazyLock::new(|| {
 });
 
 /// Connections closed at accept for being over a cap, by cap (`total`, `per_ip`).
-pub static CONNECTIONS_REFUSED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+pub(crate) static CONNECTIONS_REFUSED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "parapet_connections_refused_total",
         "Client connections closed at accept for being over a cap, by cap.",
@@ -291,7 +291,7 @@ pub static CONNECTIONS_REFUSED: LazyLock<IntCounterVec> = LazyLock::new(|| {
 });
 
 /// Clients blocked by behaviour scoring.
-pub static CLIENT_BLOCKS: LazyLock<IntCounter> = LazyLock::new(|| {
+pub(crate) static CLIENT_BLOCKS: LazyLock<IntCounter> = LazyLock::new(|| {
     register_int_counter!(
         "parapet_clients_blocked_total",
         "Clients blocked for their behaviour score."
@@ -300,7 +300,7 @@ pub static CLIENT_BLOCKS: LazyLock<IntCounter> = LazyLock::new(|| {
 });
 
 /// Blocked clients whose block ran out.
-pub static CLIENT_UNBLOCKS: LazyLock<IntCounter> = LazyLock::new(|| {
+pub(crate) static CLIENT_UNBLOCKS: LazyLock<IntCounter> = LazyLock::new(|| {
     register_int_counter!(
         "parapet_clients_unblocked_total",
         "Blocked clients whose block ran out."
@@ -312,7 +312,7 @@ pub static CLIENT_UNBLOCKS: LazyLock<IntCounter> = LazyLock::new(|| {
 /// Pingora's idle watcher still held them (a harmless race: a new connection
 /// is made instead). Pingora logs each at error level; Parapet counts them
 /// here and logs them at debug.
-pub static UPSTREAM_REUSE_RACES: LazyLock<IntCounter> = LazyLock::new(|| {
+pub(crate) static UPSTREAM_REUSE_RACES: LazyLock<IntCounter> = LazyLock::new(|| {
     register_int_counter!(
         "parapet_upstream_reuse_races_total",
         "Pooled upstream connections not reused because the pool's idle watcher still held them."
@@ -323,7 +323,7 @@ pub static UPSTREAM_REUSE_RACES: LazyLock<IntCounter> = LazyLock::new(|| {
 /// Requests the client abandoned before any answer went out (an HTTP/2
 /// stream reset, rapid reset included; an HTTP/1 connection closed), by
 /// protocol. Logged with status 499, nginx's "client closed request".
-pub static REQUESTS_CANCELLED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+pub(crate) static REQUESTS_CANCELLED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "parapet_requests_cancelled_total",
         "Requests the client abandoned before any answer, by protocol.",
@@ -333,7 +333,7 @@ pub static REQUESTS_CANCELLED: LazyLock<IntCounterVec> = LazyLock::new(|| {
 });
 
 /// Registers every metric so that the first scrape already lists them all.
-pub fn init() {
+pub(crate) fn init() {
     BUILD_INFO
         .with_label_values(&[env!("CARGO_PKG_VERSION")])
         .set(1);
@@ -369,18 +369,6 @@ pub fn init() {
     LazyLock::force(&CLIENT_UNBLOCKS);
 }
 
-/// `"2xx"` for 204; `"none"` for 0 (no response was sent).
-pub fn status_class(status: u16) -> &'static str {
-    match status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        500..=599 => "5xx",
-        _ => "none",
-    }
-}
-
 /// Current values of a metric vector summed by one label's values.
 fn by_label(
     collector: &dyn prometheus::core::Collector,
@@ -403,7 +391,7 @@ fn by_label(
 }
 
 /// A counter vector's current values summed by one label's values.
-pub fn sum_by(vec: &IntCounterVec, label: &str) -> std::collections::BTreeMap<String, u64> {
+pub(crate) fn sum_by(vec: &IntCounterVec, label: &str) -> std::collections::BTreeMap<String, u64> {
     by_label(vec, label, |m| m.get_counter().value())
         .into_iter()
         .map(|(k, v)| (k, v as u64))
@@ -411,7 +399,7 @@ pub fn sum_by(vec: &IntCounterVec, label: &str) -> std::collections::BTreeMap<St
 }
 
 /// A gauge vector's current values summed by one label's values.
-pub fn gauge_by(vec: &IntGaugeVec, label: &str) -> std::collections::BTreeMap<String, i64> {
+pub(crate) fn gauge_by(vec: &IntGaugeVec, label: &str) -> std::collections::BTreeMap<String, i64> {
     by_label(vec, label, |m| m.get_gauge().value())
         .into_iter()
         .map(|(k, v)| (k, v as i64))
@@ -419,7 +407,7 @@ pub fn gauge_by(vec: &IntGaugeVec, label: &str) -> std::collections::BTreeMap<St
 }
 
 /// Renders the default registry in the Prometheus text format.
-pub fn render() -> String {
+pub(crate) fn render() -> String {
     use prometheus::Encoder;
     let mut out = Vec::new();
     let encoder = prometheus::TextEncoder::new();
@@ -431,14 +419,14 @@ pub fn render() -> String {
 
 /// Pre-resolved request metrics of one route, so the hot path does no label
 /// lookup.
-pub struct RouteMetrics {
+pub(crate) struct RouteMetrics {
     duration: prometheus::Histogram,
     /// `1xx`..`5xx`, then `none`.
     classes: [IntCounter; 6],
 }
 
 impl RouteMetrics {
-    pub fn new(route: &str) -> RouteMetrics {
+    pub(crate) fn new(route: &str) -> RouteMetrics {
         let class = |c: &str| REQUESTS.with_label_values(&[route, c]);
         RouteMetrics {
             duration: REQUEST_DURATION.with_label_values(&[route]),
@@ -453,7 +441,7 @@ impl RouteMetrics {
         }
     }
 
-    pub fn record(&self, status: u16, seconds: f64) {
+    pub(crate) fn record(&self, status: u16, seconds: f64) {
         let i = match status {
             100..=599 => (status / 100 - 1) as usize,
             _ => 5,

@@ -20,17 +20,22 @@ use std::time::{Duration, Instant};
 
 const SHARDS: usize = 64;
 /// Clients tracked per limiter, at most.
-pub const DEFAULT_CAPACITY: usize = 1 << 18;
+pub(crate) const DEFAULT_CAPACITY: usize = 1 << 18;
 
 #[derive(Debug, Clone, Copy)]
-pub struct Bucket {
+pub(crate) struct Bucket {
     tokens: f64,
     last: Instant,
 }
 
 /// Takes one token at `now`; `Err(wait)` says when one will be available.
 /// Pure, so tests pass their own clock.
-pub fn take(bucket: &mut Bucket, now: Instant, rate: f64, burst: f64) -> Result<(), Duration> {
+pub(crate) fn take(
+    bucket: &mut Bucket,
+    now: Instant,
+    rate: f64,
+    burst: f64,
+) -> Result<(), Duration> {
     let elapsed = now.saturating_duration_since(bucket.last).as_secs_f64();
     bucket.tokens = (bucket.tokens + elapsed * rate).min(burst);
     bucket.last = now;
@@ -42,7 +47,7 @@ pub fn take(bucket: &mut Bucket, now: Instant, rate: f64, burst: f64) -> Result<
     }
 }
 
-pub struct RateLimiter {
+pub(crate) struct RateLimiter {
     rate: f64,
     burst: f64,
     key: HashKey,
@@ -58,7 +63,7 @@ impl std::fmt::Debug for RateLimiter {
 }
 
 impl RateLimiter {
-    pub fn build(
+    pub(crate) fn build(
         cfg: &RateLimitConfig,
         path: &str,
         errs: &mut ConfigErrors,
@@ -90,7 +95,7 @@ impl RateLimiter {
         (errs.len() == n).then(|| RateLimiter::new(cfg.rate, cfg.burst, key, DEFAULT_CAPACITY))
     }
 
-    pub fn new(rate: f64, burst: f64, key: HashKey, capacity: usize) -> RateLimiter {
+    pub(crate) fn new(rate: f64, burst: f64, key: HashKey, capacity: usize) -> RateLimiter {
         RateLimiter {
             rate,
             burst,
@@ -102,7 +107,12 @@ impl RateLimiter {
     }
 
     /// Takes a token for this request's client at `now`; `Err(retry_after)` when limited.
-    pub fn check(&self, req: &RequestHeader, client: IpAddr, now: Instant) -> Result<(), Duration> {
+    pub(crate) fn check(
+        &self,
+        req: &RequestHeader,
+        client: IpAddr,
+        now: Instant,
+    ) -> Result<(), Duration> {
         let key = self.key.extract(req, client);
         let h = self.hasher.hash_one(&*key);
         let Ok(mut shard) = self.shards[(h as usize) % SHARDS].lock() else {
@@ -125,8 +135,11 @@ impl RateLimiter {
         });
         take(bucket, now, self.rate, self.burst)
     }
+}
 
-    pub fn tracked(&self) -> usize {
+#[cfg(test)]
+impl RateLimiter {
+    fn tracked(&self) -> usize {
         self.shards
             .iter()
             .map(|s| s.lock().map(|m| m.len()).unwrap_or(0))

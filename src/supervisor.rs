@@ -29,8 +29,8 @@ const READY_DEADLINE: Duration = Duration::from_secs(20);
 
 /// Environment of a generation started by the supervisor: the supervisor's
 /// pid (the admin API's reload signals it) and the recent history.
-pub const ENV_SUPERVISOR: &str = "PARAPET_SUPERVISOR";
-pub const ENV_HISTORY: &str = "PARAPET_RELOADS";
+pub(crate) const ENV_SUPERVISOR: &str = "PARAPET_SUPERVISOR";
+pub(crate) const ENV_HISTORY: &str = "PARAPET_RELOADS";
 const HISTORY: usize = 10;
 
 struct Supervisor {
@@ -52,7 +52,7 @@ struct Supervisor {
 }
 
 /// Runs the supervisor; returns the process exit code.
-pub fn run(config: PathBuf) -> i32 {
+pub(crate) fn run(config: PathBuf) -> i32 {
     let snap = match Snapshot::load(&config) {
         Ok(s) => s,
         Err(errs) => {
@@ -94,7 +94,7 @@ pub fn run(config: PathBuf) -> i32 {
     })
 }
 
-pub fn print_errors(config: &Path, errs: &ConfigErrors) {
+pub(crate) fn print_errors(config: &Path, errs: &ConfigErrors) {
     for e in errs.iter() {
         eprintln!("parapet: {}: {e}", config.display());
     }
@@ -310,7 +310,7 @@ impl Supervisor {
 
 /// Where the supervisor keeps its recent history: beside the handoff socket,
 /// a path the supervisor and every generation know.
-pub fn history_file(upgrade_sock: &Path) -> PathBuf {
+pub(crate) fn history_file(upgrade_sock: &Path) -> PathBuf {
     let mut name = upgrade_sock.as_os_str().to_owned();
     name.push(".history");
     PathBuf::from(name)

@@ -14,7 +14,7 @@ use super::overview;
 use crate::runtime::Snapshot;
 use http::StatusCode;
 
-pub struct Answer {
+pub(super) struct Answer {
     pub status: StatusCode,
     pub content_type: &'static str,
     pub body: Vec<u8>,
@@ -43,7 +43,7 @@ fn text(status: StatusCode, body: String) -> Answer {
 }
 
 /// GET endpoints; `None` for paths that are not the API's.
-pub fn get(snap: &Snapshot, path: &str) -> Option<Answer> {
+pub(super) fn get(snap: &Snapshot, path: &str) -> Option<Answer> {
     Some(match path {
         "/api/status" => json(&overview::gather(snap)),
         "/api/pools" => json(&overview::gather(snap).pools),
@@ -67,7 +67,7 @@ pub fn get(snap: &Snapshot, path: &str) -> Option<Answer> {
 /// `POST /api/reload`: the file is checked here first, so a bad file is
 /// answered with its errors (422) and nothing else happens; a good one is
 /// handed to the supervisor as a SIGHUP (which checks it again).
-pub fn reload(snap: &Snapshot) -> Answer {
+pub(super) fn reload(snap: &Snapshot) -> Answer {
     let Some(path) = snap.admin.source.as_deref() else {
         return text(StatusCode::CONFLICT, "no config file to reload\n".into());
     };

@@ -15,7 +15,7 @@
 //! token is configured).
 
 mod api;
-pub mod overview;
+pub(crate) mod overview;
 mod purge_api;
 mod status_page;
 
@@ -29,7 +29,7 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use std::sync::Arc;
 
-pub struct AdminApp {
+pub(crate) struct AdminApp {
     snap: Arc<Snapshot>,
     listeners: ListenerReadiness,
     cache: Option<&'static CacheRuntime>,

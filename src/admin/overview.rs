@@ -52,7 +52,7 @@ fn now_sample() -> Sample {
 }
 
 /// Records the counters every few seconds for the rates.
-pub struct RateSampler;
+pub(crate) struct RateSampler;
 
 #[async_trait]
 impl BackgroundService for RateSampler {
@@ -75,7 +75,7 @@ impl BackgroundService for RateSampler {
 }
 
 #[derive(Serialize)]
-pub struct Overview {
+pub(crate) struct Overview {
     pub version: &'static str,
     pub pid: u32,
     pub state: &'static str,
@@ -94,7 +94,7 @@ pub struct Overview {
 }
 
 #[derive(Serialize)]
-pub struct Rates {
+pub(crate) struct Rates {
     pub window_seconds: f64,
     pub requests_per_second: f64,
     pub errors_5xx_per_second: f64,
@@ -102,14 +102,14 @@ pub struct Rates {
 }
 
 #[derive(Serialize)]
-pub struct PoolView {
+pub(crate) struct PoolView {
     pub name: String,
     pub healthy: usize,
     pub backends: Vec<BackendView>,
 }
 
 #[derive(Serialize)]
-pub struct BackendView {
+pub(crate) struct BackendView {
     /// As written in the config.
     pub backend: String,
     /// The resolved address (the admin API is private and token-protected).
@@ -123,7 +123,7 @@ pub struct BackendView {
 }
 
 #[derive(Serialize)]
-pub struct CacheView {
+pub(crate) struct CacheView {
     pub lookups: BTreeMap<String, u64>,
     pub hit_ratio: Option<f64>,
     pub stored_bytes: BTreeMap<String, i64>,
@@ -137,7 +137,7 @@ fn ratio(hits: u64, total: u64) -> Option<f64> {
     (total > 0).then(|| hits as f64 / total as f64)
 }
 
-pub fn gather(snap: &Snapshot) -> Overview {
+pub(crate) fn gather(snap: &Snapshot) -> Overview {
     let classes = metrics::sum_by(&metrics::REQUESTS, "status_class");
     let pools = snap
         .edge

@@ -8,13 +8,13 @@ use http::StatusCode;
 /// Compares in time independent of where (or whether) the inputs differ,
 /// including their lengths: both are hashed, and the digests compared
 /// without an early exit.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     let (a, b) = (openssl::sha::sha256(a), openssl::sha::sha256(b));
     a.iter().zip(&b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Whether the request carries the configured token.
-pub fn authorized(
+pub(super) fn authorized(
     token: Option<&str>,
     authorization: Option<&[u8]>,
 ) -> Result<(), (StatusCode, &'static str)> {
@@ -62,7 +62,7 @@ fn percent_decode(s: &str) -> Result<String, String> {
 }
 
 /// Parses the query into a selector and the soft flag.
-pub fn parse_query(query: &str) -> Result<(Selector, bool), String> {
+pub(super) fn parse_query(query: &str) -> Result<(Selector, bool), String> {
     let mut selector = None;
     let mut soft = false;
     for pair in query.split('&').filter(|p| !p.is_empty()) {
@@ -88,7 +88,7 @@ pub fn parse_query(query: &str) -> Result<(Selector, bool), String> {
 }
 
 /// Runs a purge request; `(status, body)`.
-pub fn handle(cache: Option<&CacheRuntime>, query: &str) -> (StatusCode, String) {
+pub(super) fn handle(cache: Option<&CacheRuntime>, query: &str) -> (StatusCode, String) {
     let Some(cache) = cache else {
         return (
             StatusCode::NOT_FOUND,

@@ -93,7 +93,7 @@ fn card(h: &mut String, label: &str, value: &str, sub: &str, bar: Option<f64>) {
     h.push_str("</div>");
 }
 
-pub fn render(snap: &Snapshot) -> String {
+pub(super) fn render(snap: &Snapshot) -> String {
     let o = overview::gather(snap);
     let mut h = String::with_capacity(8192);
     let state_badge = if o.state == "serving" {

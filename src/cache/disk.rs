@@ -30,7 +30,7 @@ const MAGIC: &[u8; 8] = b"PRPTOBJ1";
 const FIXED: usize = 8 + 16 + 4 * 4 + 8;
 
 /// One object as stored on disk.
-pub struct DiskObject {
+pub(super) struct DiskObject {
     pub internal: Vec<u8>,
     pub header: Vec<u8>,
     pub url: String,
@@ -52,7 +52,7 @@ struct Index {
     bytes: u64,
 }
 
-pub struct DiskTier {
+pub(super) struct DiskTier {
     dir: PathBuf,
     max_bytes: u64,
     index: Mutex<Index>,
@@ -97,7 +97,7 @@ fn error(op: &str, e: &dyn std::fmt::Display) {
 
 impl DiskTier {
     /// Opens (creating) the directory and rebuilds the index from the files.
-    pub fn open(dir: &Path, max_bytes: u64) -> io::Result<DiskTier> {
+    pub(super) fn open(dir: &Path, max_bytes: u64) -> io::Result<DiskTier> {
         fs::create_dir_all(dir.join("objects"))?;
         fs::create_dir_all(dir.join("tmp"))?;
         for leftover in fs::read_dir(dir.join("tmp"))?.flatten() {
@@ -179,14 +179,14 @@ impl DiskTier {
         Ok(())
     }
 
-    pub fn contains(&self, slot: u128) -> bool {
+    pub(super) fn contains(&self, slot: u128) -> bool {
         self.index
             .lock()
             .is_ok_and(|i| i.entries.contains_key(&slot))
     }
 
     /// Reads and verifies an object; a corrupt one is removed and counted.
-    pub fn read(&self, slot: u128) -> Option<DiskObject> {
+    pub(super) fn read(&self, slot: u128) -> Option<DiskObject> {
         if !self.contains(slot) {
             return None;
         }
@@ -223,7 +223,7 @@ impl DiskTier {
     }
 
     /// Writes an object atomically (temp file, then rename) and indexes it.
-    pub fn write(&self, slot: u128, obj: &DiskObject) {
+    pub(super) fn write(&self, slot: u128, obj: &DiskObject) {
         let bytes = encode(slot, obj);
         let size = bytes.len() as u64;
         if size > self.max_bytes {
@@ -272,7 +272,7 @@ impl DiskTier {
     }
 
     /// Removes an object; whether it was there.
-    pub fn remove(&self, slot: u128) -> bool {
+    pub(super) fn remove(&self, slot: u128) -> bool {
         let removed = self.index.lock().ok().and_then(|mut index| {
             let e = index.entries.remove(&slot)?;
             index.lru.remove(&e.seq);
@@ -308,7 +308,7 @@ impl DiskTier {
     }
 
     /// Slots whose URL or surrogate keys match, for purges.
-    pub fn matching(&self, pred: impl Fn(&EntryTags) -> bool) -> Vec<u128> {
+    pub(super) fn matching(&self, pred: impl Fn(&EntryTags) -> bool) -> Vec<u128> {
         let Ok(index) = self.index.lock() else {
             return Vec::new();
         };
@@ -325,8 +325,11 @@ impl DiskTier {
             .map(|(s, _)| *s)
             .collect()
     }
+}
 
-    pub fn bytes(&self) -> u64 {
+#[cfg(test)]
+impl DiskTier {
+    fn bytes(&self) -> u64 {
         self.index.lock().map_or(0, |i| i.bytes)
     }
 }

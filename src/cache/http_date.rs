@@ -23,12 +23,12 @@ const LONG_DAYS: [&str; 7] = [
 ];
 
 /// Parses an HTTP-date; `None` for anything that is not one.
-pub fn parse(value: &str) -> Option<SystemTime> {
+pub(crate) fn parse(value: &str) -> Option<SystemTime> {
     parse_at(value, SystemTime::now())
 }
 
 /// [`parse`], with `now` for the two-digit years of RFC 850 dates.
-pub fn parse_at(value: &str, now: SystemTime) -> Option<SystemTime> {
+pub(crate) fn parse_at(value: &str, now: SystemTime) -> Option<SystemTime> {
     if !value.is_ascii() {
         return None; // and the byte offsets below are char boundaries
     }

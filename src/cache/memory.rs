@@ -39,7 +39,7 @@ const ENTRY_OVERHEAD: usize = 256;
 
 /// What purges need to know about a stored object besides its key.
 #[derive(Debug, Default, Clone)]
-pub struct EntryTags {
+pub(crate) struct EntryTags {
     /// The key as the eviction manager knows it.
     pub key: CompactCacheKey,
     /// The URL the entry was stored for (`scheme://host:port/path?query`).
@@ -62,7 +62,7 @@ struct Entry {
 
 type Shard = RwLock<HashMap<u128, Arc<Entry>>>;
 
-pub struct MemoryTier {
+pub(super) struct MemoryTier {
     shards: Box<[Shard]>,
     next_id: AtomicU64,
     bytes: AtomicUsize,
@@ -93,7 +93,7 @@ fn header_weight(h: &ResponseHeader) -> usize {
 }
 
 impl MemoryTier {
-    pub fn new(max_object: usize) -> MemoryTier {
+    pub(super) fn new(max_object: usize) -> MemoryTier {
         LazyLock::force(&TINY_HEADER);
         MemoryTier {
             shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
@@ -105,18 +105,6 @@ impl MemoryTier {
 
     fn shard(&self, slot: u128) -> &Shard {
         &self.shards[(slot as usize) % SHARDS]
-    }
-
-    /// Bytes held, bookkeeping included.
-    pub fn bytes(&self) -> usize {
-        self.bytes.load(Ordering::Relaxed)
-    }
-
-    pub fn objects(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.read().map(|m| m.len()).unwrap_or(0))
-            .sum()
     }
 
     fn account_insert(&self, new: &Entry, old: Option<Arc<Entry>>) {
@@ -181,7 +169,10 @@ impl MemoryTier {
 
     /// Every stored entry whose tags match `pred` (slot, eviction key), for
     /// purges by URL, prefix or surrogate key. A scan: purges are rare.
-    pub fn matching(&self, pred: impl Fn(&EntryTags) -> bool) -> Vec<(u128, CompactCacheKey)> {
+    pub(super) fn matching(
+        &self,
+        pred: impl Fn(&EntryTags) -> bool,
+    ) -> Vec<(u128, CompactCacheKey)> {
         let mut out = Vec::new();
         for shard in self.shards.iter() {
             if let Ok(map) = shard.read() {
@@ -196,7 +187,7 @@ impl MemoryTier {
     }
 
     /// Removes by slot (admin purges); the removed entry's id, if any.
-    pub fn remove_slot(&self, slot: u128) -> Option<u64> {
+    pub(super) fn remove_slot(&self, slot: u128) -> Option<u64> {
         let removed = self
             .shard(slot)
             .write()
@@ -211,7 +202,7 @@ impl MemoryTier {
     /// Stores a complete object read from a lower tier (promotion): `meta`
     /// decoded from `internal` by the caller; returns the entry id and weight
     /// for the eviction manager.
-    pub fn insert_complete(
+    pub(super) fn insert_complete(
         &self,
         slot: u128,
         internal: Vec<u8>,
@@ -250,7 +241,7 @@ impl MemoryTier {
     }
 
     /// Marks an entry stale by slot, keeping it for revalidation and stale-if-error.
-    pub fn expire_slot(&self, slot: u128, now: SystemTime) -> Result<bool> {
+    pub(super) fn expire_slot(&self, slot: u128, now: SystemTime) -> Result<bool> {
         let entry = self.entry(slot)?;
         let Some(entry) = entry else {
             return Ok(false);
@@ -261,12 +252,27 @@ impl MemoryTier {
     }
 }
 
+#[cfg(test)]
+impl MemoryTier {
+    /// Bytes held, bookkeeping included.
+    fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    fn objects(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.read().map(|m| m.len()).unwrap_or(0))
+            .sum()
+    }
+}
+
 fn poisoned() -> Box<Error> {
     Error::explain(ErrorType::InternalError, "memory cache shard lock poisoned")
 }
 
 /// Parses `Surrogate-Key: a b c` (space separated).
-pub fn surrogate_keys(header: &ResponseHeader) -> Box<[Box<str>]> {
+pub(super) fn surrogate_keys(header: &ResponseHeader) -> Box<[Box<str>]> {
     header
         .headers
         .get_all("surrogate-key")

@@ -14,7 +14,7 @@ use pingora::http::ResponseHeader;
 use std::time::SystemTime;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MetaFields {
+pub(super) struct MetaFields {
     fresh_until: SystemTime,
     created: SystemTime,
     stale_while_revalidate_sec: u32,
@@ -26,7 +26,7 @@ pub struct MetaFields {
 impl MetaFields {
     /// The fields of `meta`, or `None` when `CacheMeta::new` could not
     /// rebuild it exactly.
-    pub fn of(meta: &CacheMeta) -> Option<MetaFields> {
+    pub(super) fn of(meta: &CacheMeta) -> Option<MetaFields> {
         let created = meta.created();
         (meta.updated() == created && meta.provenance() == created).then(|| MetaFields {
             fresh_until: meta.fresh_until(),
@@ -39,7 +39,7 @@ impl MetaFields {
     }
 
     /// A meta equal to the one these fields were taken from, with `header`.
-    pub fn rebuild(&self, header: ResponseHeader) -> CacheMeta {
+    pub(super) fn rebuild(&self, header: ResponseHeader) -> CacheMeta {
         let mut meta = CacheMeta::new(
             self.fresh_until,
             self.created,

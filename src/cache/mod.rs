@@ -14,16 +14,16 @@
 //! | `logging`                | metrics; invalidation after unsafe methods              |
 
 pub mod directives;
-pub mod disk;
-pub mod http_date;
+mod disk;
+pub(crate) mod http_date;
 pub mod key;
-pub mod memory;
+mod memory;
 mod meta_fields;
 pub mod policy;
-pub mod purge;
+pub(crate) mod purge;
 mod sf_dictionary;
-pub mod status;
-pub mod tiered;
+pub(crate) mod status;
+mod tiered;
 
 use crate::config::units::{parse_positive_duration, parse_size};
 use crate::config::{CacheConfig, ConfigErrors, RouteCacheConfig};

@@ -6,7 +6,7 @@ use super::key::{default_port, stored_url};
 use super::memory::EntryTags;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Selector {
+pub(crate) enum Selector {
     /// One URL, normalized by [`normalize_url`].
     Url(String),
     /// Every URL starting with this (normalized) prefix.
@@ -18,7 +18,7 @@ pub enum Selector {
 /// A URL given to the purge API in the form the cache stores
 /// ([`stored_url`]): scheme defaults to http, host lower-cased, default port
 /// made explicit, path defaults to `/`.
-pub fn normalize_url(text: &str) -> Result<String, String> {
+pub(crate) fn normalize_url(text: &str) -> Result<String, String> {
     let uri: http::Uri = text.parse().map_err(|_| format!("not a URL: {text:?}"))?;
     let scheme = uri.scheme_str().unwrap_or("http").to_ascii_lowercase();
     let host = uri

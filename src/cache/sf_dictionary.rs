@@ -10,7 +10,7 @@
 
 /// A member's value, reduced to what cache directives can use.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Value {
+pub(super) enum Value {
     Integer(i64),
     Boolean(bool),
     String(String),
@@ -22,7 +22,7 @@ pub enum Value {
 /// The members of `field` in order (a later duplicate key replaces an
 /// earlier one, RFC 8941 §4.2.2), or `None` if it is not a valid dictionary.
 /// An empty field is `None`: RFC 9213 §2.1 ignores it.
-pub fn parse(field: &str) -> Option<Vec<(String, Value)>> {
+pub(super) fn parse(field: &str) -> Option<Vec<(String, Value)>> {
     let mut p = Parser {
         s: field.as_bytes(),
         i: 0,

@@ -4,12 +4,12 @@ use pingora::cache::{CachePhase, NoCacheReason};
 use std::time::SystemTime;
 
 /// Cache name in `Cache-Status`.
-pub const NAME: &str = "parapet";
+pub(crate) const NAME: &str = "parapet";
 
 /// Lookup result as a metric label and `Cache-Status` value; `None` when the
 /// request never went through the cache (caching off for the route or method).
 /// Built by appending, without the formatting machinery: it runs on every hit.
-pub fn describe(
+pub(crate) fn describe(
     phase: &CachePhase,
     fresh_until: Option<SystemTime>,
     now: SystemTime,

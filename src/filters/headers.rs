@@ -8,13 +8,13 @@ use pingora::http::RequestHeader;
 use regex::Regex;
 
 #[derive(Debug, Default)]
-pub struct HeaderFilter {
+pub(super) struct HeaderFilter {
     deny: Vec<(HeaderName, Regex)>,
     require: Vec<HeaderName>,
 }
 
 impl HeaderFilter {
-    pub fn build(
+    pub(super) fn build(
         deny: &[HeaderPatternConfig],
         require: &[String],
         path: &str,
@@ -48,11 +48,11 @@ impl HeaderFilter {
         f
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.deny.is_empty() && self.require.is_empty()
     }
 
-    pub fn check(&self, req: &RequestHeader) -> Result<(), Rejection> {
+    pub(super) fn check(&self, req: &RequestHeader) -> Result<(), Rejection> {
         for (name, re) in &self.deny {
             let hit = req
                 .headers

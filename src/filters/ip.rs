@@ -7,7 +7,7 @@ use crate::config::ConfigErrors;
 use std::net::IpAddr;
 
 #[derive(Debug, Default)]
-pub struct IpFilter {
+pub(super) struct IpFilter {
     allow: CidrSet,
     deny: CidrSet,
 }
@@ -24,7 +24,7 @@ fn parse(list: &[String], path: &str, errs: &mut ConfigErrors) -> CidrSet {
 }
 
 impl IpFilter {
-    pub fn build(
+    pub(super) fn build(
         allow: &[String],
         deny: &[String],
         path: &str,
@@ -36,12 +36,12 @@ impl IpFilter {
         }
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.allow.is_empty() && self.deny.is_empty()
     }
 
     /// Deny wins over allow; a non-empty allow list admits only its members.
-    pub fn check(&self, client: IpAddr) -> Result<(), Rejection> {
+    pub(super) fn check(&self, client: IpAddr) -> Result<(), Rejection> {
         if self.deny.contains(client) || (!self.allow.is_empty() && !self.allow.contains(client)) {
             return Err(Rejection {
                 status: 403,
@@ -49,12 +49,6 @@ impl IpFilter {
             });
         }
         Ok(())
-    }
-
-    /// Whether the client is on the allow list (allow-listed clients are never
-    /// blocked by behaviour-based rules).
-    pub fn allow_listed(&self, client: IpAddr) -> bool {
-        self.allow.contains(client)
     }
 }
 

@@ -5,12 +5,12 @@ use crate::config::ConfigErrors;
 use http::Method;
 
 #[derive(Debug, Default)]
-pub struct MethodFilter {
+pub(super) struct MethodFilter {
     allowed: Vec<Method>,
 }
 
 impl MethodFilter {
-    pub fn build(list: &[String], path: &str, errs: &mut ConfigErrors) -> MethodFilter {
+    pub(super) fn build(list: &[String], path: &str, errs: &mut ConfigErrors) -> MethodFilter {
         let mut allowed = Vec::new();
         for (i, m) in list.iter().enumerate() {
             match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
@@ -24,11 +24,11 @@ impl MethodFilter {
         MethodFilter { allowed }
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.allowed.is_empty()
     }
 
-    pub fn check(&self, method: &Method) -> Result<(), Rejection> {
+    pub(super) fn check(&self, method: &Method) -> Result<(), Rejection> {
         if self.allowed.is_empty() || self.allowed.contains(method) {
             Ok(())
         } else {

@@ -9,11 +9,11 @@
 //! 5. rate limits ([`crate::ratelimit`]): global, then the route's → 429.
 
 pub mod framing;
-pub mod headers;
-pub mod ip;
+mod headers;
+mod ip;
 pub mod limits;
-pub mod methods;
-pub mod paths;
+mod methods;
+mod paths;
 
 use crate::config::{ConfigErrors, SecurityConfig};
 use pingora::http::RequestHeader;

@@ -10,13 +10,13 @@ use crate::config::ConfigErrors;
 use regex::RegexSet;
 
 #[derive(Debug, Default)]
-pub struct PathFilter {
+pub(super) struct PathFilter {
     prefixes: Vec<String>,
     patterns: Option<RegexSet>,
 }
 
 impl PathFilter {
-    pub fn build(
+    pub(super) fn build(
         prefixes: &[String],
         patterns: &[String],
         path: &str,
@@ -46,11 +46,11 @@ impl PathFilter {
         }
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.prefixes.is_empty() && self.patterns.is_none()
     }
 
-    pub fn check(&self, path: &str) -> Result<(), Rejection> {
+    pub(super) fn check(&self, path: &str) -> Result<(), Rejection> {
         let denied = self.prefixes.iter().any(|p| path.starts_with(p.as_str()))
             || self.patterns.as_ref().is_some_and(|set| set.is_match(path));
         if denied {

@@ -8,7 +8,7 @@
 //! * The request id: kept from a trusted peer if well-formed, otherwise generated.
 //! * Origin response headers named in `hide_response_headers` are removed.
 
-pub mod request_id;
+pub(crate) mod request_id;
 
 use crate::cidr::{Cidr, CidrSet};
 use crate::config::{ConfigErrors, ForwardingConfig};
@@ -17,7 +17,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use std::net::IpAddr;
 use std::str::FromStr;
 
-pub use request_id::RequestIdGenerator;
+pub(crate) use request_id::RequestIdGenerator;
 
 // Pre-built names: passing a &str to insert_header parses it on every request.
 const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -26,7 +26,7 @@ const XFH: HeaderName = HeaderName::from_static("x-forwarded-host");
 const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 
 /// The built forwarding policy.
-pub struct Forwarding {
+pub(crate) struct Forwarding {
     trusted: CidrSet,
     pub request_id_header: HeaderName,
     hide: Vec<HeaderName>,
@@ -40,7 +40,7 @@ pub struct Forwarding {
 
 /// What the edge knows about the client side of one request.
 #[derive(Debug, Clone)]
-pub struct ClientInfo {
+pub(crate) struct ClientInfo {
     /// The direct TCP peer.
     pub peer: IpAddr,
     /// Whether `peer` is a trusted proxy.
@@ -52,7 +52,7 @@ pub struct ClientInfo {
 }
 
 impl Forwarding {
-    pub fn build(cfg: &ForwardingConfig, errs: &mut ConfigErrors) -> Forwarding {
+    pub(crate) fn build(cfg: &ForwardingConfig, errs: &mut ConfigErrors) -> Forwarding {
         let mut nets = Vec::new();
         for (i, text) in cfg.trusted_proxies.iter().enumerate() {
             match Cidr::from_str(text) {
@@ -110,7 +110,7 @@ impl Forwarding {
 
     /// Works out who the client is. With a trusted peer, the client is the
     /// right-most `X-Forwarded-For` entry that is not itself a trusted proxy.
-    pub fn client_info(&self, peer: IpAddr, req: &RequestHeader, tls: bool) -> ClientInfo {
+    pub(crate) fn client_info(&self, peer: IpAddr, req: &RequestHeader, tls: bool) -> ClientInfo {
         let peer_trusted = !self.trusted.is_empty() && self.trusted.contains(peer);
         let mut ip = peer;
         if peer_trusted {
@@ -139,7 +139,7 @@ impl Forwarding {
 
     /// Replaces whatever the client sent in `client_cert_header` with the
     /// subject of the certificate the TLS handshake verified, if any.
-    pub fn client_certificate(
+    pub(crate) fn client_certificate(
         &self,
         req: &mut RequestHeader,
         verified_subject: Option<&str>,
@@ -171,7 +171,7 @@ impl Forwarding {
     }
 
     /// The id for this request: a trusted peer's well-formed id, or a new one.
-    pub fn request_id(&self, client: &ClientInfo, req: &RequestHeader) -> String {
+    pub(crate) fn request_id(&self, client: &ClientInfo, req: &RequestHeader) -> String {
         if client.peer_trusted {
             if let Some(v) = req.headers.get(&self.request_id_header) {
                 if request_id::is_acceptable(v.as_bytes()) {
@@ -185,7 +185,7 @@ impl Forwarding {
 
     /// Sets the forwarding headers on the request sent to the origin.
     /// `host` is the host the client asked for.
-    pub fn upstream_request(
+    pub(crate) fn upstream_request(
         &self,
         req: &mut RequestHeader,
         client: &ClientInfo,
@@ -233,7 +233,7 @@ impl Forwarding {
     /// fields its `Connection` header names: they were meant for the hop
     /// between origin and edge (RFC 9110 §7.6.1), so they are neither
     /// forwarded nor stored. A 101 keeps `Upgrade`, which the switch needs.
-    pub fn upstream_response(&self, resp: &mut ResponseHeader) {
+    pub(crate) fn upstream_response(&self, resp: &mut ResponseHeader) {
         for name in &self.hide {
             resp.remove_header(name);
         }
@@ -251,7 +251,7 @@ impl Forwarding {
     }
 
     /// Headers the edge adds to every response it sends, proxied or its own.
-    pub fn downstream_response(
+    pub(crate) fn downstream_response(
         &self,
         resp: &mut ResponseHeader,
         request_id: &str,

@@ -9,7 +9,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub struct RequestIdGenerator {
+pub(crate) struct RequestIdGenerator {
     prefix: u64,
     key: u64,
     counter: AtomicU64,
@@ -22,7 +22,7 @@ impl Default for RequestIdGenerator {
 }
 
 impl RequestIdGenerator {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let random = |salt: u64| {
             let mut h = RandomState::new().build_hasher();
             h.write_u64(salt);
@@ -41,7 +41,7 @@ impl RequestIdGenerator {
         }
     }
 
-    pub fn next_id(&self) -> String {
+    pub(crate) fn next_id(&self) -> String {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let mut id = String::with_capacity(32);
         push_hex(&mut id, self.prefix);
@@ -69,7 +69,7 @@ fn splitmix64(mut z: u64) -> u64 {
 
 /// Whether a client-supplied request id is safe to pass on and log: 1 to 128
 /// characters of `[A-Za-z0-9._:-]`.
-pub fn is_acceptable(id: &[u8]) -> bool {
+pub(crate) fn is_acceptable(id: &[u8]) -> bool {
     !id.is_empty()
         && id.len() <= 128
         && id

@@ -10,7 +10,7 @@ use pingora::Error;
 use std::time::Duration;
 
 #[allow(clippy::too_many_arguments)]
-pub fn write(
+pub(super) fn write(
     log: Option<&AccessLog>,
     session: &Session,
     ctx: &RequestCtx,

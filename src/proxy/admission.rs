@@ -9,7 +9,7 @@ use pingora::http::RequestHeader;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-pub enum Admission {
+pub(super) enum Admission {
     /// Admitted on this route, holding these concurrency slots.
     Route(usize, Vec<crate::concurrency::Slot>),
     Refuse {
@@ -29,7 +29,7 @@ fn refuse(rejection: Rejection, close: bool) -> Admission {
     }
 }
 
-pub fn admit(
+pub(super) fn admit(
     snap: &Snapshot,
     req: &RequestHeader,
     raw_head: Option<&[u8]>,

@@ -16,7 +16,11 @@ use std::time::Duration;
 /// `upstream_peer`: picks a healthy backend of the route's pool that this
 /// request has not failed on yet. No candidate left → 503 (before any
 /// attempt) or the previous failure's 502.
-pub fn pick(snap: &Snapshot, session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+pub(super) fn pick(
+    snap: &Snapshot,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+) -> Result<Box<HttpPeer>> {
     let route = ctx
         .route
         .map(|i| snap.edge.router.get(i))
@@ -87,7 +91,7 @@ pub fn pick(snap: &Snapshot, session: &mut Session, ctx: &mut RequestCtx) -> Res
 /// `upstream_response_filter`: the backend tried answered; its latency to
 /// the response header goes into its counters, and from now on nothing is
 /// retried.
-pub fn answered(snap: &Snapshot, ctx: &mut RequestCtx) {
+pub(super) fn answered(snap: &Snapshot, ctx: &mut RequestCtx) {
     ctx.upstream.answered = true;
     if let (Some(pool), Some(started)) = (pool_of(snap, ctx), ctx.upstream.started) {
         if let Some(stats) = ctx.upstream.current().and_then(|a| pool.stats(a)) {
@@ -113,7 +117,11 @@ fn count_failure(pool: &Pool, ctx: &RequestCtx, kind: &str) {
 
 /// `fail_to_connect`: nothing was sent, so any method may be retried on
 /// another backend while the pool's retry budget lasts.
-pub fn failed_to_connect(snap: &Snapshot, ctx: &mut RequestCtx, mut e: Box<Error>) -> Box<Error> {
+pub(super) fn failed_to_connect(
+    snap: &Snapshot,
+    ctx: &mut RequestCtx,
+    mut e: Box<Error>,
+) -> Box<Error> {
     let Some(pool) = pool_of(snap, ctx) else {
         return e;
     };
@@ -154,7 +162,7 @@ fn may_retry(pool: &Pool, ctx: &RequestCtx) -> bool {
 /// for this request, except after a pooled keep-alive connection the origin
 /// had closed (or an HTTP/2 stream Pingora knows went unprocessed): the
 /// connection's fault, not the backend's.
-pub fn failed_after_sending(
+pub(super) fn failed_after_sending(
     snap: &Snapshot,
     peer: &HttpPeer,
     session: &mut Session,

@@ -22,7 +22,7 @@ const SURROGATE_CAPABILITY: HeaderName = HeaderName::from_static("surrogate-capa
 
 /// `request_cache_filter`: GET and HEAD on a caching route use the cache;
 /// unsafe methods there are remembered for invalidation.
-pub fn enable(session: &mut Session, ctx: &mut RequestCtx, runtime: &'static CacheRuntime) {
+pub(super) fn enable(session: &mut Session, ctx: &mut RequestCtx, runtime: &'static CacheRuntime) {
     let method = &session.req_header().method;
     if method == Method::GET || method == Method::HEAD {
         runtime.enable(&mut session.cache);
@@ -59,7 +59,7 @@ fn key_for(req: &RequestHeader, scheme: &str, route: &RouteCache) -> CacheKey {
 }
 
 /// `cache_key_callback`.
-pub fn cache_key(session: &Session, ctx: &RequestCtx, route: &RouteCache) -> CacheKey {
+pub(super) fn cache_key(session: &Session, ctx: &RequestCtx, route: &RouteCache) -> CacheKey {
     let scheme = ctx.client.as_ref().map_or("http", |c| c.scheme);
     key_for(session.req_header(), scheme, route)
 }
@@ -69,7 +69,7 @@ pub fn cache_key(session: &Session, ctx: &RequestCtx, route: &RouteCache) -> Cac
 /// RFC 9111 §5.2.1.2: not when the stored response, by the directives the
 /// cache obeys, says `no-cache`, `must-revalidate`, `proxy-revalidate` or
 /// `s-maxage`).
-pub fn hit_filter(
+pub(super) fn hit_filter(
     session: &Session,
     meta: &CacheMeta,
     is_fresh: bool,
@@ -140,7 +140,7 @@ fn seconds_allow(s: Seconds, ok: impl Fn(u64) -> bool) -> bool {
 
 /// `upstream_request_filter`: announce this cache as a surrogate (Edge
 /// Architecture 1.0 §2.1) so origins can target `Surrogate-Control` at it.
-pub fn upstream_request(req: &mut RequestHeader, route: &RouteCache) -> Result<()> {
+pub(super) fn upstream_request(req: &mut RequestHeader, route: &RouteCache) -> Result<()> {
     if route.policy.surrogate_control {
         req.append_header(
             SURROGATE_CAPABILITY,
@@ -152,7 +152,7 @@ pub fn upstream_request(req: &mut RequestHeader, route: &RouteCache) -> Result<(
 
 /// `cache_not_modified_filter`: whether a stored response satisfies the
 /// request's condition, so a 304 can answer it.
-pub fn not_modified(req: &RequestHeader, stored: &ResponseHeader) -> bool {
+pub(super) fn not_modified(req: &RequestHeader, stored: &ResponseHeader) -> bool {
     use http::header::{IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
     if pingora::protocols::http::conditional_filter::not_modified_filter(req, stored) {
         return true;
@@ -178,12 +178,12 @@ pub fn not_modified(req: &RequestHeader, stored: &ResponseHeader) -> bool {
 }
 
 /// `proxy_upstream_filter`: `only-if-cached` must not reach the origin.
-pub fn only_if_cached(session: &Session) -> bool {
+pub(super) fn only_if_cached(session: &Session) -> bool {
     policy::request_directives(&session.req_header().headers).only_if_cached
 }
 
 /// `response_cache_filter`: RFC 9111 storability and freshness.
-pub fn response_cacheable(
+pub(super) fn response_cacheable(
     session: &Session,
     resp: &ResponseHeader,
     ctx: &RequestCtx,
@@ -274,14 +274,17 @@ fn merge_not_modified(stored: &ResponseHeader, not_modified: &ResponseHeader) ->
 }
 
 /// `cache_vary_filter`.
-pub fn vary(meta: &CacheMeta, req: &RequestHeader) -> Option<pingora::cache::key::HashBinary> {
+pub(super) fn vary(
+    meta: &CacheMeta,
+    req: &RequestHeader,
+) -> Option<pingora::cache::key::HashBinary> {
     key::variance(meta.headers(), &req.headers)
 }
 
 /// `should_serve_stale`: inside the stored windows (pingora checks them),
 /// stale-while-revalidate always; stale-if-error for connection failures and
 /// 500/502/503/504 (RFC 5861 §4).
-pub fn serve_stale(error: Option<&Error>) -> bool {
+pub(super) fn serve_stale(error: Option<&Error>) -> bool {
     match error {
         None => true,
         Some(e) => match e.etype() {
@@ -294,7 +297,7 @@ pub fn serve_stale(error: Option<&Error>) -> bool {
 /// `response_filter`: the `Cache-Status` header; `Surrogate-Key` stays
 /// inside, and so does `Surrogate-Control` when this cache obeys it (it was
 /// for the surrogate, Edge Architecture 1.0 §2.2).
-pub fn response_headers(
+pub(super) fn response_headers(
     session: &Session,
     resp: &mut ResponseHeader,
     ctx: &mut RequestCtx,
@@ -317,7 +320,7 @@ pub fn response_headers(
 /// `logging`: cache metrics, and invalidation of the URL (and same-origin
 /// `Location` / `Content-Location`) after a successful unsafe request
 /// (RFC 9111 §4.4).
-pub async fn after_response(
+pub(super) async fn after_response(
     session: &Session,
     ctx: &RequestCtx,
     runtime: &'static CacheRuntime,

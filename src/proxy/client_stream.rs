@@ -44,7 +44,7 @@ enum State {
 }
 
 #[derive(Debug)]
-pub struct ClientStream {
+pub(super) struct ClientStream {
     inner: Stream,
     limit: Duration,
     state: State,
@@ -65,7 +65,7 @@ pub struct ClientStream {
 }
 
 impl ClientStream {
-    pub fn wrap(
+    pub(super) fn wrap(
         inner: Stream,
         limit: Duration,
         on_slow: Option<(Arc<crate::behaviour::Reputation>, std::net::IpAddr)>,

@@ -18,7 +18,11 @@ use pingora::Result;
 /// Normalises the client's `Accept-Encoding` for the module (the codings
 /// it accepts, in the edge's order) and enables the module. The original
 /// values are kept for routes that do not compress.
-pub fn on_request(session: &mut Session, ctx: &mut RequestCtx, c: &Compression) -> Result<()> {
+pub(super) fn on_request(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    c: &Compression,
+) -> Result<()> {
     let original: Vec<http::HeaderValue> = session
         .req_header()
         .headers
@@ -56,7 +60,11 @@ pub fn on_request(session: &mut Session, ctx: &mut RequestCtx, c: &Compression) 
 /// header): a route that does not compress gets the client's own
 /// `Accept-Encoding` back, so that the origin and the cache's Vary handling
 /// see exactly what the client sent.
-pub fn routed(session: &mut Session, ctx: &mut RequestCtx, route_compresses: bool) -> Result<()> {
+pub(super) fn routed(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    route_compresses: bool,
+) -> Result<()> {
     if route_compresses {
         return Ok(());
     }
@@ -73,7 +81,7 @@ pub fn routed(session: &mut Session, ctx: &mut RequestCtx, route_compresses: boo
 
 /// What the origin of a compressing route is asked for: `identity` (one
 /// stored variant, encoded per client on the way out).
-pub fn upstream_request(req: &mut RequestHeader, route_compresses: bool) -> Result<()> {
+pub(super) fn upstream_request(req: &mut RequestHeader, route_compresses: bool) -> Result<()> {
     if route_compresses {
         req.insert_header(ACCEPT_ENCODING, "identity")?;
     }
@@ -84,7 +92,7 @@ pub fn upstream_request(req: &mut RequestHeader, route_compresses: bool) -> Resu
 /// a compressing route, a full response (not 206, not to HEAD), no
 /// `Cache-Control: no-transform`, and a suitable type and size (or an
 /// encoded body the client may need decoded).
-pub fn on_response(
+pub(super) fn on_response(
     session: &mut Session,
     resp: &ResponseHeader,
     route_compresses: bool,
@@ -115,7 +123,7 @@ pub fn on_response(
 }
 
 /// No compression or decompression for this response.
-pub fn off(session: &mut Session) {
+pub(super) fn off(session: &mut Session) {
     if let Some(m) = session
         .downstream_modules_ctx
         .get_mut::<ResponseCompression>()

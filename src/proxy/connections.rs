@@ -12,7 +12,7 @@ use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
 use std::sync::Arc;
 
-pub struct CountConnections<A> {
+pub(crate) struct CountConnections<A> {
     pub app: Arc<A>,
     /// `limits.header_timeout`.
     pub header_timeout: std::time::Duration,

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::{Instant, SystemTime};
 
 /// Everything one request carries from hook to hook.
-pub struct RequestCtx {
+pub(crate) struct RequestCtx {
     pub started: Instant,
     /// Set in `request_filter`; every later hook can rely on it.
     pub client: Option<ClientInfo>,
@@ -33,7 +33,7 @@ pub struct RequestCtx {
 
 /// What the cache hooks carry between phases.
 #[derive(Default)]
-pub struct CacheCtx {
+pub(crate) struct CacheCtx {
     /// When the request went upstream and the response came back (RFC 9111 §4.2.3).
     pub request_time: Option<SystemTime>,
     pub response_time: Option<SystemTime>,
@@ -47,7 +47,7 @@ pub struct CacheCtx {
 
 /// Bookkeeping of the tries against the route's upstream pool.
 #[derive(Default)]
-pub struct UpstreamAttempts {
+pub(crate) struct UpstreamAttempts {
     /// Backends tried so far, in order.
     pub tried: Vec<SocketAddr>,
     /// Backends that failed this request (a connection refused or timed
@@ -61,13 +61,13 @@ pub struct UpstreamAttempts {
 }
 
 impl UpstreamAttempts {
-    pub fn current(&self) -> Option<SocketAddr> {
+    pub(crate) fn current(&self) -> Option<SocketAddr> {
         self.tried.last().copied()
     }
 }
 
 impl RequestCtx {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         RequestCtx {
             started: Instant::now(),
             client: None,

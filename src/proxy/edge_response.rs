@@ -11,7 +11,7 @@ use pingora::Result;
 use crate::error_pages::ErrorPages;
 
 /// The reason word used in `parapet_edge_responses_total` for a status.
-pub fn reason_for(status: u16) -> &'static str {
+pub(super) fn reason_for(status: u16) -> &'static str {
     match status {
         400 => "bad_request",
         403 => "forbidden",
@@ -30,7 +30,7 @@ pub fn reason_for(status: u16) -> &'static str {
 }
 
 /// What every page the edge writes carries, beyond its status.
-pub struct Page<'a> {
+pub(super) struct Page<'a> {
     pub pages: &'a ErrorPages,
     pub request_id_header: &'a http::HeaderName,
     pub request_id: &'a str,
@@ -55,7 +55,7 @@ fn build(status: u16, page: &Page) -> Result<(ResponseHeader, Bytes)> {
 
 /// Answers a request the edge will not forward; the connection stays usable
 /// unless keep-alive was turned off. `retry_after` adds `Retry-After` (429).
-pub async fn respond(
+pub(super) async fn respond(
     session: &mut Session,
     status: u16,
     page: &Page<'_>,
@@ -81,7 +81,7 @@ pub async fn respond(
 /// Sends a plain-HTTP request to the same URL on `https://` with a 308, which
 /// keeps the method and body. A host that is not a plain host name or
 /// address gets 400 rather than being echoed into a `Location`.
-pub async fn redirect_https(
+pub(super) async fn redirect_https(
     session: &mut Session,
     port: u16,
     request_id_header: &http::HeaderName,
@@ -129,7 +129,11 @@ pub async fn redirect_https(
 
 /// Answers after a failure; does nothing if a response is already under way.
 /// The connection is closed afterwards (its state is unknown).
-pub async fn respond_error(session: &mut Session, status: u16, page: &Page<'_>) -> Result<()> {
+pub(super) async fn respond_error(
+    session: &mut Session,
+    status: u16,
+    page: &Page<'_>,
+) -> Result<()> {
     let (resp, body) = build(status, page)?;
     let body = if session.req_header().method == http::Method::HEAD {
         Bytes::new()

@@ -27,8 +27,8 @@ mod response_date;
 mod write_coalesce;
 
 use admission::Admission;
-pub use connections::CountConnections;
-pub use context::RequestCtx;
+pub(crate) use connections::CountConnections;
+pub(crate) use context::RequestCtx;
 
 use crate::cache::{CacheRuntime, RouteCache};
 use crate::lifecycle;
@@ -52,7 +52,7 @@ use std::sync::Arc;
 const CLIENT_CLOSED_REQUEST: u16 = 499;
 
 /// The edge proxy: the runtime snapshot plus pre-resolved per-route metrics.
-pub struct Edge {
+pub(crate) struct Edge {
     snap: Arc<Snapshot>,
     cache: Option<&'static CacheRuntime>,
     route_metrics: Vec<RouteMetrics>,

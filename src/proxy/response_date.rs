@@ -23,23 +23,23 @@ use std::sync::{LazyLock, Mutex};
 
 /// The `Date` the next response head should carry, if it has its own.
 #[derive(Debug, Default)]
-pub struct DateSlot(Mutex<Option<HeaderValue>>);
+pub(super) struct DateSlot(Mutex<Option<HeaderValue>>);
 
 impl DateSlot {
-    pub fn set(&self, date: Option<HeaderValue>) {
+    pub(super) fn set(&self, date: Option<HeaderValue>) {
         if let Ok(mut slot) = self.0.lock() {
             *slot = date;
         }
     }
 
-    pub fn take(&self) -> Option<HeaderValue> {
+    pub(super) fn take(&self) -> Option<HeaderValue> {
         self.0.lock().ok().and_then(|mut slot| slot.take())
     }
 }
 
 /// `response_filter`: hands the response's `Date` (or its absence) to the
 /// HTTP/1 client stream that will write the head.
-pub fn keep(session: &Session, resp: &ResponseHeader) {
+pub(super) fn keep(session: &Session, resp: &ResponseHeader) {
     let ServerSession::H1(h1) = session.as_downstream() else {
         return;
     };
@@ -52,7 +52,7 @@ pub fn keep(session: &Session, resp: &ResponseHeader) {
 }
 
 /// Whether `data` is a final (non-1xx) HTTP/1 response head.
-pub fn is_final_head(data: &[u8]) -> bool {
+pub(super) fn is_final_head(data: &[u8]) -> bool {
     data.starts_with(b"HTTP/1.") && data.get(9).is_some_and(|b| *b != b'1')
 }
 
@@ -65,7 +65,7 @@ static CRLF: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\r\n"));
 /// the head are kept. `None` if the head has no `Date` line. Runs on every
 /// HTTP/1 response: SIMD searches, with Pingora's own spelling (`Date: `)
 /// looked for first and any other case as the fallback.
-pub fn with_date(head: &[u8], date: &[u8]) -> Option<Vec<u8>> {
+pub(super) fn with_date(head: &[u8], date: &[u8]) -> Option<Vec<u8>> {
     // The status line and fields, each ending in CRLF; the body is not searched.
     let fields = &head[..HEAD_END.find(head)? + 2];
     let start = DATE_LINE.find(fields).or_else(|| {

@@ -28,16 +28,16 @@ use tokio::io::AsyncWrite;
 
 /// Pingora's L4 write buffer (`DEFAULT_L4_WRITE_BUFFER_SIZE`): writes that
 /// would have waited there wait here instead.
-pub const HOLD_MAX: usize = 1460;
+pub(super) const HOLD_MAX: usize = 1460;
 
 #[derive(Debug, Default)]
-pub struct WriteCoalescer {
+pub(super) struct WriteCoalescer {
     held: Vec<u8>,
 }
 
 impl WriteCoalescer {
     /// `AsyncWrite::poll_write` on top of `inner`.
-    pub fn poll_write<W: AsyncWrite + Unpin + ?Sized>(
+    pub(super) fn poll_write<W: AsyncWrite + Unpin + ?Sized>(
         &mut self,
         inner: &mut W,
         cx: &mut Context<'_>,
@@ -71,7 +71,7 @@ impl WriteCoalescer {
 
     /// Holds `data` whatever its size, to go out with the next write or
     /// flush (a response head rewritten on its way out).
-    pub fn hold(&mut self, data: Vec<u8>) {
+    pub(super) fn hold(&mut self, data: Vec<u8>) {
         if self.held.is_empty() {
             self.held = data;
         } else {
@@ -80,7 +80,7 @@ impl WriteCoalescer {
     }
 
     /// Writes everything held; call before flushing or shutting `inner` down.
-    pub fn poll_drain<W: AsyncWrite + Unpin + ?Sized>(
+    pub(super) fn poll_drain<W: AsyncWrite + Unpin + ?Sized>(
         &mut self,
         inner: &mut W,
         cx: &mut Context<'_>,

@@ -6,13 +6,17 @@ use http::header::{HeaderName, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
 
 #[derive(Debug, Default, Clone)]
-pub struct HeaderRules {
+pub(crate) struct HeaderRules {
     set: Vec<(HeaderName, HeaderValue)>,
     remove: Vec<HeaderName>,
 }
 
 impl HeaderRules {
-    pub fn build(cfg: &HeaderRulesConfig, path: &str, errs: &mut ConfigErrors) -> HeaderRules {
+    pub(crate) fn build(
+        cfg: &HeaderRulesConfig,
+        path: &str,
+        errs: &mut ConfigErrors,
+    ) -> HeaderRules {
         let mut rules = HeaderRules::default();
         for (name, value) in &cfg.set {
             match (
@@ -42,11 +46,7 @@ impl HeaderRules {
         rules
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.set.is_empty() && self.remove.is_empty()
-    }
-
-    pub fn apply_request(&self, req: &mut RequestHeader) -> pingora::Result<()> {
+    pub(crate) fn apply_request(&self, req: &mut RequestHeader) -> pingora::Result<()> {
         for name in &self.remove {
             req.remove_header(name);
         }
@@ -56,7 +56,7 @@ impl HeaderRules {
         Ok(())
     }
 
-    pub fn apply_response(&self, resp: &mut ResponseHeader) -> pingora::Result<()> {
+    pub(crate) fn apply_response(&self, resp: &mut ResponseHeader) -> pingora::Result<()> {
         for name in &self.remove {
             resp.remove_header(name);
         }

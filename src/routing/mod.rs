@@ -12,7 +12,7 @@
 
 mod headers;
 
-pub use headers::HeaderRules;
+pub(crate) use headers::HeaderRules;
 
 use crate::cache::RouteCache;
 use crate::config::{CacheConfig, ConfigErrors, RouteConfig};
@@ -44,7 +44,7 @@ impl HostMatch {
 
 /// One built route.
 #[derive(Debug)]
-pub struct Route {
+pub(crate) struct Route {
     /// Label for metrics and logs.
     pub name: String,
     host: HostMatch,
@@ -90,7 +90,7 @@ impl Route {
 
     /// The request target to send upstream, when the route rewrites it.
     /// `target` is the path plus an optional `?query`.
-    pub fn rewrite_target(&self, target: &str) -> Option<String> {
+    pub(crate) fn rewrite_target(&self, target: &str) -> Option<String> {
         let prefix = self.path_prefix.as_deref().filter(|_| self.strip_prefix)?;
         let rest = target.strip_prefix(prefix.trim_end_matches('/'))?;
         Some(if rest.is_empty() || rest.starts_with('?') {
@@ -113,13 +113,13 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
 
 /// The ordered route table.
 #[derive(Debug, Default)]
-pub struct Router {
+pub(crate) struct Router {
     routes: Vec<Route>,
 }
 
 impl Router {
     /// Builds the table; `upstreams` maps pool names to their index.
-    pub fn build(
+    pub(crate) fn build(
         configs: &[RouteConfig],
         upstreams: &HashMap<String, usize>,
         cache: Option<&CacheConfig>,
@@ -246,7 +246,7 @@ impl Router {
 
     /// The first route matching `host` (already without port), `path` and
     /// the request's headers.
-    pub fn find(
+    pub(crate) fn find(
         &self,
         host: &str,
         path: &str,
@@ -258,19 +258,11 @@ impl Router {
             .find(|(_, r)| r.matches(host, path, headers))
     }
 
-    pub fn get(&self, index: usize) -> &Route {
+    pub(crate) fn get(&self, index: usize) -> &Route {
         &self.routes[index]
     }
 
-    pub fn len(&self) -> usize {
-        self.routes.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.routes.is_empty()
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &Route> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Route> {
         self.routes.iter()
     }
 }
@@ -301,7 +293,7 @@ fn parse_host(h: &str) -> Result<HostMatch, String> {
 
 /// The host a request is for, without port or trailing dot: from the `Host`
 /// header, or the URI authority (HTTP/2 and absolute-form requests).
-pub fn request_host(req: &pingora::http::RequestHeader) -> &str {
+pub(crate) fn request_host(req: &pingora::http::RequestHeader) -> &str {
     let raw = req
         .uri
         .authority()

@@ -11,7 +11,7 @@ use openssl::pkey::{PKey, Private};
 use openssl::x509::X509;
 
 /// A leaf certificate with its chain and key, and the names it serves.
-pub struct CertKey {
+pub(crate) struct CertKey {
     /// Leaf first, then intermediates.
     pub chain: Vec<X509>,
     pub key: PKey<Private>,
@@ -31,7 +31,11 @@ fn read(path: &str, yaml_path: &str, errs: &mut ConfigErrors) -> Option<Vec<u8>>
 }
 
 /// Reads every certificate of a PEM bundle (a CA file).
-pub fn load_bundle(path: &str, yaml_path: &str, errs: &mut ConfigErrors) -> Option<Vec<X509>> {
+pub(crate) fn load_bundle(
+    path: &str,
+    yaml_path: &str,
+    errs: &mut ConfigErrors,
+) -> Option<Vec<X509>> {
     let pem = read(path, yaml_path, errs)?;
     match X509::stack_from_pem(&pem) {
         Ok(certs) if !certs.is_empty() => Some(certs),
@@ -50,7 +54,11 @@ pub fn load_bundle(path: &str, yaml_path: &str, errs: &mut ConfigErrors) -> Opti
 }
 
 /// Loads and checks one `{cert, key}` pair; `yaml_path` names it in errors.
-pub fn load(cfg: &CertificateConfig, yaml_path: &str, errs: &mut ConfigErrors) -> Option<CertKey> {
+pub(crate) fn load(
+    cfg: &CertificateConfig,
+    yaml_path: &str,
+    errs: &mut ConfigErrors,
+) -> Option<CertKey> {
     let cert_path = format!("{yaml_path}.cert");
     let key_path = format!("{yaml_path}.key");
     let chain = load_bundle(&cfg.cert, &cert_path, errs);
@@ -125,7 +133,7 @@ fn names(cert: &X509) -> Vec<String> {
 
 /// A certificate's subject as `C=NL,O=Example,CN=alice`: its entries in
 /// certificate order, commas in values escaped, control characters dropped.
-pub fn subject_line(cert: &openssl::x509::X509Ref) -> String {
+pub(crate) fn subject_line(cert: &openssl::x509::X509Ref) -> String {
     let mut parts = Vec::new();
     for entry in cert.subject_name().entries() {
         let key = entry.object().nid().short_name().unwrap_or("?");
@@ -145,21 +153,4 @@ pub fn subject_line(cert: &openssl::x509::X509Ref) -> String {
         parts.push(format!("{key}={value}"));
     }
     parts.join(",")
-}
-
-/// DNS, email and URI SANs of a certificate.
-pub fn san_list(cert: &openssl::x509::X509Ref) -> Vec<String> {
-    cert.subject_alt_names()
-        .map(|sans| {
-            sans.iter()
-                .filter_map(|n| {
-                    n.dnsname()
-                        .map(|d| format!("DNS:{d}"))
-                        .or_else(|| n.email().map(|e| format!("email:{e}")))
-                        .or_else(|| n.uri().map(|u| format!("URI:{u}")))
-                })
-                .filter(|s| !s.chars().any(char::is_control))
-                .collect()
-        })
-        .unwrap_or_default()
 }

@@ -27,7 +27,7 @@ ECDHE-RSA-CHACHA20-POLY1305:DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:
 DHE-RSA-CHACHA20-POLY1305";
 
 /// The certificates of one listener, by name.
-pub struct SniCerts {
+pub(crate) struct SniCerts {
     exact: HashMap<String, Arc<CertKey>>,
     /// `example.com` for a `*.example.com` certificate.
     wildcard: HashMap<String, Arc<CertKey>>,
@@ -38,7 +38,7 @@ impl SniCerts {
     /// The certificate for a server name: exact name, then a wildcard one
     /// label deep (`*.example.com` covers `a.example.com`, not
     /// `a.b.example.com` or `example.com`), then the default.
-    pub fn pick(&self, server_name: Option<&str>) -> &Arc<CertKey> {
+    pub(crate) fn pick(&self, server_name: Option<&str>) -> &Arc<CertKey> {
         let Some(name) = server_name else {
             return &self.default;
         };
@@ -56,18 +56,15 @@ impl SniCerts {
 /// What the handshake learnt, available to every request on the connection
 /// through the TLS digest.
 #[derive(Debug, Clone, Default)]
-pub struct TlsInfo {
-    pub server_name: Option<String>,
+pub(crate) struct TlsInfo {
     /// A client certificate the handshake verified.
     pub client: Option<ClientIdentity>,
 }
 
 #[derive(Debug, Clone, Default)]
-pub struct ClientIdentity {
+pub(crate) struct ClientIdentity {
     /// `C=..,O=..,CN=..`
     pub subject: String,
-    /// `DNS:..`, `email:..`, `URI:..`
-    pub sans: Vec<String>,
 }
 
 /// A listener's TLS configuration, built at load.
@@ -229,17 +226,13 @@ impl TlsAccept for Handshake {
             .filter(|_| ssl.verify_result() == openssl::x509::X509VerifyResult::OK)
             .map(|cert| ClientIdentity {
                 subject: certs::subject_line(&cert),
-                sans: certs::san_list(&cert),
             });
-        Some(Arc::new(TlsInfo {
-            server_name: ssl.servername(NameType::HOST_NAME).map(str::to_string),
-            client,
-        }))
+        Some(Arc::new(TlsInfo { client }))
     }
 }
 
 /// The handshake's findings for a request's connection, if it came over TLS.
-pub fn info(session: &pingora::proxy::Session) -> Option<&TlsInfo> {
+pub(crate) fn info(session: &pingora::proxy::Session) -> Option<&TlsInfo> {
     session
         .digest()?
         .ssl_digest
@@ -250,7 +243,7 @@ pub fn info(session: &pingora::proxy::Session) -> Option<&TlsInfo> {
 
 /// Classifies a failed downstream handshake from Pingora's log message (the
 /// only place the reason surfaces) for `parapet_tls_handshake_failures_total`.
-pub fn failure_reason(message: &str) -> &'static str {
+pub(crate) fn failure_reason(message: &str) -> &'static str {
     let m = message.to_ascii_lowercase();
     if m.contains("timeout") {
         "timeout"

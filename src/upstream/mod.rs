@@ -421,7 +421,7 @@ mod futures_now {
     use std::pin::pin;
     use std::task::{Context, Poll, Waker};
 
-    pub fn now_or_never<F: Future>(fut: F) -> Option<F::Output> {
+    pub(super) fn now_or_never<F: Future>(fut: F) -> Option<F::Output> {
         let mut cx = Context::from_waker(Waker::noop());
         match pin!(fut).poll(&mut cx) {
             Poll::Ready(v) => Some(v),
