@@ -11,40 +11,12 @@
 //! The log names the upstream pool, never a backend address, unless
 //! `include_backend` is set.
 
-use crate::config::ConfigErrors;
-use serde::Deserialize;
+use crate::config::{AccessLogConfig, ConfigErrors};
 use std::fmt::Write as _;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-/// `access_log:` in the config file.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AccessLogConfig {
-    pub enabled: bool,
-    /// `json` or `combined`.
-    pub format: String,
-    /// `stdout`, `stderr` or a file path.
-    pub path: String,
-    /// Fraction of requests logged, 0 to 1; 5xx responses are always logged.
-    pub sample: f64,
-    /// Also log the backend address (hidden by default).
-    pub include_backend: bool,
-}
-
-impl Default for AccessLogConfig {
-    fn default() -> Self {
-        AccessLogConfig {
-            enabled: true,
-            format: "json".into(),
-            path: "stdout".into(),
-            sample: 1.0,
-            include_backend: false,
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Format {

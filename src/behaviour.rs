@@ -10,9 +10,8 @@
 
 use crate::cidr::{Cidr, CidrSet};
 use crate::config::units::parse_positive_duration;
-use crate::config::ConfigErrors;
+use crate::config::{BehaviourConfig, ConfigErrors, Weights};
 use crate::metrics;
-use serde::Deserialize;
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -22,58 +21,6 @@ use std::time::{Duration, Instant};
 
 const SHARDS: usize = 64;
 const CAPACITY: usize = 1 << 18;
-
-/// `behaviour:` in the config.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct BehaviourConfig {
-    pub threshold: f64,
-    pub half_life: String,
-    pub block_for: String,
-    /// Networks never blocked (monitoring, partners, your office).
-    pub never_block: Vec<String>,
-    pub weights: Weights,
-}
-
-/// Score added per event.
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Weights {
-    /// A 4xx answer (404 included) other than the ones below.
-    pub client_error: f64,
-    /// A request refused by a filter (403/405/413/414/431).
-    pub refused: f64,
-    /// A malformed request (framing, 400).
-    pub malformed: f64,
-    /// A rate-limit or concurrency refusal (429).
-    pub rate_limited: f64,
-    /// A connection cut for a slow request head.
-    pub slow: f64,
-}
-
-impl Default for Weights {
-    fn default() -> Self {
-        Weights {
-            client_error: 1.0,
-            refused: 5.0,
-            malformed: 10.0,
-            rate_limited: 2.0,
-            slow: 10.0,
-        }
-    }
-}
-
-impl Default for BehaviourConfig {
-    fn default() -> Self {
-        BehaviourConfig {
-            threshold: 100.0,
-            half_life: "60s".into(),
-            block_for: "10m".into(),
-            never_block: Vec::new(),
-            weights: Weights::default(),
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Event {

@@ -10,49 +10,7 @@
 //! codings it accepts (q > 0), in the edge's order of preference.
 
 use crate::config::units::parse_size;
-use crate::config::ConfigErrors;
-use serde::Deserialize;
-
-/// `compression:` in the config file.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CompressionConfig {
-    /// Routes compress unless they say `compression: false` (default off:
-    /// routes opt in with `compression: true`).
-    pub enabled: bool,
-    /// Preference order among `zstd`, `br`, `gzip`.
-    pub algorithms: Vec<String>,
-    /// 1 (fast) to 9 (small), for every algorithm.
-    pub level: u32,
-    /// Responses with a smaller `Content-Length` are sent as they are.
-    pub min_size: String,
-    /// `Content-Type` prefixes that are compressed.
-    pub content_types: Vec<String>,
-}
-
-impl Default for CompressionConfig {
-    fn default() -> Self {
-        CompressionConfig {
-            enabled: false,
-            algorithms: vec!["zstd".into(), "br".into(), "gzip".into()],
-            level: 5,
-            min_size: "1KiB".into(),
-            content_types: [
-                "text/",
-                "application/json",
-                "application/javascript",
-                "application/xml",
-                "application/xhtml+xml",
-                "application/wasm",
-                "image/svg+xml",
-                "font/ttf",
-                "font/otf",
-            ]
-            .map(String::from)
-            .to_vec(),
-        }
-    }
-}
+use crate::config::{CompressionConfig, ConfigErrors};
 
 /// A coding the edge can produce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

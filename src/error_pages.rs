@@ -4,38 +4,16 @@
 //! so a missing file is a config error with its path, never a failure while
 //! answering.
 
-use crate::config::ConfigErrors;
+use crate::config::{ConfigErrors, ErrorPagesConfig, PageConfig};
 use bytes::Bytes;
 use http::HeaderValue;
-use serde::Deserialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 /// Largest page accepted: error pages are for people, not for assets.
 const MAX_PAGE: usize = 64 * 1024;
 
 const DEFAULT_TEMPLATE: &str = "{status} {reason}\nrequest id: {request_id}\n";
 const DEFAULT_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
-
-/// `error_pages:` in the config file.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ErrorPagesConfig {
-    /// Content type of every page (default `text/plain; charset=utf-8`).
-    pub content_type: Option<String>,
-    /// The page for statuses without their own.
-    pub default: Option<PageConfig>,
-    /// Pages by status code (`"502": {file: /etc/parapet/502.html}`).
-    #[serde(default)]
-    pub pages: BTreeMap<String, PageConfig>,
-}
-
-/// One page: inline text or a file, exactly one of the two.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PageConfig {
-    pub body: Option<String>,
-    pub file: Option<String>,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Part {

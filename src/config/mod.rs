@@ -6,10 +6,12 @@
 //! typo in one route does not hide a bad address in an upstream.
 
 mod errors;
+mod features;
 pub mod model;
 pub mod units;
 
 pub use errors::{ConfigError, ConfigErrors};
+pub use features::*;
 pub use model::*;
 
 use serde::de::DeserializeOwned;
@@ -30,10 +32,10 @@ pub struct RawConfig {
     pub security: SecurityConfig,
     pub limits: LimitsConfig,
     pub rate_limit: Option<RateLimitConfig>,
-    pub behaviour: Option<crate::behaviour::BehaviourConfig>,
-    pub error_pages: Option<crate::error_pages::ErrorPagesConfig>,
-    pub compression: Option<crate::compression::CompressionConfig>,
-    pub access_log: Option<crate::access_log::AccessLogConfig>,
+    pub behaviour: Option<BehaviourConfig>,
+    pub error_pages: Option<ErrorPagesConfig>,
+    pub compression: Option<CompressionConfig>,
+    pub access_log: Option<AccessLogConfig>,
     /// What failed the schema check, so that semantic validation of the rest
     /// does not report follow-on errors ("no listener", "no such upstream").
     pub broken: Broken,

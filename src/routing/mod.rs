@@ -123,7 +123,7 @@ impl Router {
         configs: &[RouteConfig],
         upstreams: &HashMap<String, usize>,
         cache: Option<&CacheConfig>,
-        compression: Option<&crate::compression::CompressionConfig>,
+        compression: Option<&crate::config::CompressionConfig>,
         errs: &mut ConfigErrors,
     ) -> Router {
         let mut routes = Vec::with_capacity(configs.len());
