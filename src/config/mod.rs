@@ -9,10 +9,12 @@ mod errors;
 mod features;
 pub mod model;
 pub mod units;
+mod upstreams;
 
 pub use errors::{ConfigError, ConfigErrors};
 pub use features::*;
 pub use model::*;
+pub use upstreams::*;
 
 use serde::de::DeserializeOwned;
 use serde_yaml::{Mapping, Value};

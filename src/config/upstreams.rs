@@ -1,0 +1,159 @@
+//! The schema of `upstreams:`: pools, their backends, health checks,
+//! timeouts, retries and TLS towards the origins.
+
+use super::model::CertificateConfig;
+use serde::Deserialize;
+
+/// `upstreams.NAME.tls`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsConfig {
+    /// Name sent as SNI and verified against the certificate; default the
+    /// host part of the backend address (required when that is an IP).
+    pub sni: Option<String>,
+    /// Verify the origin's certificate (default true).
+    #[serde(default = "yes")]
+    pub verify: bool,
+    /// CA bundle to verify against instead of the system roots.
+    pub ca: Option<String>,
+    /// Client certificate presented to the origin.
+    pub client_cert: Option<CertificateConfig>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// HTTP version spoken to a pool's backends.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamProtocol {
+    #[default]
+    Http1,
+    /// HTTP/2 over TLS (by ALPN, falling back to HTTP/1.1); needs `tls`.
+    Http2,
+    /// Cleartext HTTP/2 with prior knowledge.
+    H2c,
+}
+
+/// A named pool of origin servers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    pub backends: Vec<BackendConfig>,
+    #[serde(default)]
+    pub selection: Selection,
+    /// Only for `consistent_hash`: `uri`, `path`, `client_ip`, `header:NAME`, `cookie:NAME`.
+    pub hash_key: Option<String>,
+    pub health_check: Option<HealthCheckConfig>,
+    #[serde(default)]
+    pub timeouts: TimeoutsConfig,
+    /// Extra attempts on other backends after a failed attempt (see the
+    /// README for which failures are retried).
+    #[serde(default = "default_retries")]
+    pub retries: usize,
+    /// No retry starts later than this after the request arrived; a retry's
+    /// connect and read timeouts are cut to what is left.
+    #[serde(default = "default_retry_deadline")]
+    pub retry_deadline: String,
+    /// Requests in flight to this pool at most; more get 503 at once.
+    pub max_in_flight: Option<usize>,
+    /// TLS to the backends.
+    pub tls: Option<UpstreamTlsConfig>,
+    #[serde(default)]
+    pub protocol: UpstreamProtocol,
+}
+
+fn default_retries() -> usize {
+    2
+}
+
+fn default_retry_deadline() -> String {
+    "60s".into()
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Selection {
+    #[default]
+    RoundRobin,
+    ConsistentHash,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendConfig {
+    /// `host:port`; a host name is resolved when the config is loaded.
+    pub address: String,
+    #[serde(default = "default_weight")]
+    pub weight: usize,
+    /// Free-form label (a data centre, a zone); reported in metrics.
+    pub region: Option<String>,
+}
+
+fn default_weight() -> usize {
+    1
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthCheckKind {
+    #[default]
+    Http,
+    Tcp,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthCheckConfig {
+    pub kind: HealthCheckKind,
+    /// HTTP only: the path requested.
+    pub path: String,
+    /// HTTP only: the status that counts as healthy.
+    pub expect_status: u16,
+    /// HTTP only: the Host header sent; default: the backend address.
+    pub host: Option<String>,
+    pub interval: String,
+    pub timeout: String,
+    /// Consecutive successes that bring an unhealthy backend back.
+    pub healthy_threshold: usize,
+    /// Consecutive failures that take a healthy backend out.
+    pub unhealthy_threshold: usize,
+}
+
+impl Default for HealthCheckConfig {
+    fn default() -> Self {
+        HealthCheckConfig {
+            kind: HealthCheckKind::Http,
+            path: "/".into(),
+            expect_status: 200,
+            host: None,
+            interval: "5s".into(),
+            timeout: "1s".into(),
+            healthy_threshold: 2,
+            unhealthy_threshold: 3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimeoutsConfig {
+    pub connect: String,
+    /// Longest wait for any one read from the origin (headers or a body chunk).
+    pub read: String,
+    pub write: String,
+    /// How long an idle upstream connection is kept for reuse.
+    pub idle: String,
+}
+
+impl Default for TimeoutsConfig {
+    fn default() -> Self {
+        TimeoutsConfig {
+            connect: "2s".into(),
+            read: "30s".into(),
+            write: "30s".into(),
+            idle: "60s".into(),
+        }
+    }
+}
