@@ -78,15 +78,8 @@ pub(super) fn reload(snap: &Snapshot) -> Answer {
         }
         return text(StatusCode::UNPROCESSABLE_ENTITY, body);
     }
-    // Only a supervisor that started us (our parent) may be signalled.
-    let supervisor = std::env::var(crate::supervisor::ENV_SUPERVISOR)
-        .ok()
-        .and_then(|p| p.parse::<i32>().ok())
-        // SAFETY: getppid has no preconditions.
-        .filter(|pid| *pid == unsafe { libc::getppid() });
-    match supervisor {
-        // SAFETY: plain syscall on our parent's pid.
-        Some(pid) if unsafe { libc::kill(pid, libc::SIGHUP) } == 0 => {
+    match crate::supervisor::protocol::request_reload() {
+        Some(pid) => {
             log::info!("admin API: reload requested; signalled supervisor {pid}");
             Answer {
                 status: StatusCode::ACCEPTED,

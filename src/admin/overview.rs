@@ -193,19 +193,8 @@ pub(crate) fn gather(snap: &Snapshot) -> Overview {
             cache_hit_ratio: ratio(now.hits - first.hits, now.lookups - first.lookups),
         })
     });
-    // The supervisor's file is current; the environment holds what it knew
-    // when this generation started. Without a supervisor: neither.
-    let file = crate::supervisor::history_file(std::path::Path::new(&snap.process.upgrade_sock()));
-    let reloads = std::env::var_os(crate::supervisor::ENV_SUPERVISOR)
-        .and_then(|_| std::fs::read_to_string(file).ok())
-        .or_else(|| std::env::var(crate::supervisor::ENV_HISTORY).ok())
-        .map(|h| {
-            h.lines()
-                .filter(|l| !l.is_empty())
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
+    let reloads =
+        crate::supervisor::protocol::history(std::path::Path::new(snap.process.upgrade_sock()));
     Overview {
         version: env!("CARGO_PKG_VERSION"),
         pid: std::process::id(),

@@ -15,6 +15,8 @@
 //! Children are reaped with `waitpid(-1)`, which also reaps orphans when the
 //! supervisor is PID 1.
 
+pub(crate) mod protocol;
+
 use crate::config::ConfigErrors;
 use crate::runtime::Snapshot;
 use std::io;
@@ -27,10 +29,7 @@ use tokio::signal::unix::{signal, SignalKind};
 /// How long a new generation may take to start listening for the handoff.
 const READY_DEADLINE: Duration = Duration::from_secs(20);
 
-/// Environment of a generation started by the supervisor: the supervisor's
-/// pid (the admin API's reload signals it) and the recent history.
-pub(crate) const ENV_SUPERVISOR: &str = "PARAPET_SUPERVISOR";
-pub(crate) const ENV_HISTORY: &str = "PARAPET_RELOADS";
+/// Events kept in the reload history.
 const HISTORY: usize = 10;
 
 struct Supervisor {
@@ -119,13 +118,7 @@ impl Supervisor {
         // The serving generation reads this file for its status page, so a
         // refused or failed reload shows there too (the environment only
         // carries what happened before a generation started).
-        let path = history_file(&self.upgrade_sock);
-        let tmp = path.with_extension("tmp");
-        let written = std::fs::write(&tmp, self.history.join("\n"))
-            .and_then(|()| std::fs::rename(&tmp, &path));
-        if let Err(e) = written {
-            log::debug!("cannot write {}: {e}", path.display());
-        }
+        protocol::write_history(&self.upgrade_sock, &self.history);
     }
 
     fn spawn(&self, upgrade: bool) -> io::Result<i32> {
@@ -134,8 +127,7 @@ impl Supervisor {
             cmd.arg("-u");
         }
         cmd.arg("-c").arg(&self.config);
-        cmd.env(ENV_SUPERVISOR, std::process::id().to_string());
-        cmd.env(ENV_HISTORY, self.history.join("\n"));
+        protocol::start_generation_env(&mut cmd, &self.history);
         let child = cmd.spawn()?;
         Ok(child.id() as i32)
     }
@@ -306,14 +298,6 @@ impl Supervisor {
         }
         log::info!("reload: generation pid {new} took over from pid {old}");
     }
-}
-
-/// Where the supervisor keeps its recent history: beside the handoff socket,
-/// a path the supervisor and every generation know.
-pub(crate) fn history_file(upgrade_sock: &Path) -> PathBuf {
-    let mut name = upgrade_sock.as_os_str().to_owned();
-    name.push(".history");
-    PathBuf::from(name)
 }
 
 /// (device, inode) of the upgrade socket file, if it exists: a new
