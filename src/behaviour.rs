@@ -11,6 +11,7 @@
 use crate::cidr::{Cidr, CidrSet};
 use crate::config::units::parse_positive_duration;
 use crate::config::{BehaviourConfig, ConfigErrors, Weights};
+use crate::filters::EdgeReason;
 use crate::metrics;
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
@@ -35,9 +36,9 @@ impl Event {
     /// The event a finished request counts as: by its status, and whether
     /// the edge answered it itself (`edge_reason`). Requests refused because
     /// the client is already blocked count as nothing.
-    pub(crate) fn from_outcome(status: u16, edge_reason: Option<&str>) -> Option<Event> {
+    pub(crate) fn from_outcome(status: u16, edge_reason: Option<EdgeReason>) -> Option<Event> {
         match (status, edge_reason) {
-            (_, Some("blocked")) => None,
+            (_, Some(EdgeReason::Blocked)) => None,
             (400, _) => Some(Event::Malformed),
             (429, _) => Some(Event::RateLimited),
             (403 | 405 | 413 | 414 | 431, Some(_)) => Some(Event::Refused),
@@ -220,7 +221,7 @@ mod tests {
     #[test]
     fn outcomes_map_to_events() {
         assert_eq!(
-            Event::from_outcome(404, Some("no_route")),
+            Event::from_outcome(404, Some(EdgeReason::NoRoute)),
             Some(Event::ClientError)
         );
         assert_eq!(
@@ -229,7 +230,7 @@ mod tests {
             "origin 404s count too"
         );
         assert_eq!(
-            Event::from_outcome(403, Some("path_denied")),
+            Event::from_outcome(403, Some(EdgeReason::PathDenied)),
             Some(Event::Refused)
         );
         assert_eq!(
@@ -237,17 +238,22 @@ mod tests {
             Some(Event::ClientError),
             "an origin 403 is not an edge refusal"
         );
-        assert_eq!(Event::from_outcome(403, Some("blocked")), None);
+        assert_eq!(Event::from_outcome(403, Some(EdgeReason::Blocked)), None);
         assert_eq!(
-            Event::from_outcome(400, Some("bad_content_length")),
+            Event::from_outcome(
+                400,
+                Some(EdgeReason::Framing(
+                    crate::filters::framing::Refusal::ContentLength
+                ))
+            ),
             Some(Event::Malformed)
         );
         assert_eq!(
-            Event::from_outcome(429, Some("rate_limited")),
+            Event::from_outcome(429, Some(EdgeReason::RateLimited)),
             Some(Event::RateLimited)
         );
         assert_eq!(Event::from_outcome(200, None), None);
-        assert_eq!(Event::from_outcome(502, Some("bad_gateway")), None);
+        assert_eq!(Event::from_outcome(502, Some(EdgeReason::BadGateway)), None);
     }
 
     #[test]

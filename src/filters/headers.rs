@@ -1,6 +1,7 @@
 //! Header rules: refuse a request whose header value matches a pattern, or
 //! that lacks a required header (403).
 
+use super::EdgeReason;
 use super::Rejection;
 use crate::config::{ConfigErrors, HeaderPatternConfig};
 use http::header::HeaderName;
@@ -62,14 +63,14 @@ impl HeaderFilter {
             if hit {
                 return Err(Rejection {
                     status: 403,
-                    reason: "header_denied",
+                    reason: EdgeReason::HeaderDenied,
                 });
             }
         }
         if self.require.iter().any(|n| !req.headers.contains_key(n)) {
             return Err(Rejection {
                 status: 403,
-                reason: "header_required",
+                reason: EdgeReason::HeaderRequired,
             });
         }
         Ok(())
@@ -94,10 +95,13 @@ mod tests {
         );
         assert!(errs.is_empty());
         let mut req = RequestHeader::build("GET", b"/", None).unwrap();
-        assert_eq!(f.check(&req).unwrap_err().reason, "header_required");
+        assert_eq!(
+            f.check(&req).unwrap_err().reason,
+            EdgeReason::HeaderRequired
+        );
         req.append_header("x-api-key", "k").unwrap();
         assert!(f.check(&req).is_ok());
         req.append_header("user-agent", "SQLMap/1.0").unwrap();
-        assert_eq!(f.check(&req).unwrap_err().reason, "header_denied");
+        assert_eq!(f.check(&req).unwrap_err().reason, EdgeReason::HeaderDenied);
     }
 }

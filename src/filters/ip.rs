@@ -1,6 +1,7 @@
 //! IP/CIDR allow and deny lists (IPv4 and IPv6). An entry that does not parse
 //! is a config error, never a skipped rule.
 
+use super::EdgeReason;
 use super::Rejection;
 use crate::cidr::{Cidr, CidrSet};
 use crate::config::ConfigErrors;
@@ -45,7 +46,7 @@ impl IpFilter {
         if self.deny.contains(client) || (!self.allow.is_empty() && !self.allow.contains(client)) {
             return Err(Rejection {
                 status: 403,
-                reason: "ip_denied",
+                reason: EdgeReason::IpDenied,
             });
         }
         Ok(())

@@ -1,6 +1,7 @@
 //! Size limits: request target (414), header count and total size (431),
 //! declared body size (413; chunked bodies are counted as they stream).
 
+use super::EdgeReason;
 use super::Rejection;
 use crate::config::units::parse_size;
 use crate::config::{ConfigErrors, LimitsConfig};
@@ -144,13 +145,13 @@ impl Limits {
         if target > self.max_uri_length {
             return Err(Rejection {
                 status: 414,
-                reason: "uri_too_long",
+                reason: EdgeReason::UriTooLong,
             });
         }
         if req.headers.len() > self.max_header_count {
             return Err(Rejection {
                 status: 431,
-                reason: "too_many_headers",
+                reason: EdgeReason::TooManyHeaders,
             });
         }
         let bytes: usize = req
@@ -161,7 +162,7 @@ impl Limits {
         if bytes > self.max_header_bytes {
             return Err(Rejection {
                 status: 431,
-                reason: "headers_too_large",
+                reason: EdgeReason::HeadersTooLarge,
             });
         }
         let declared = req
@@ -172,7 +173,7 @@ impl Limits {
         if declared.is_some_and(|n| n > self.max_body_size) {
             return Err(Rejection {
                 status: 413,
-                reason: "body_too_large",
+                reason: EdgeReason::BodyTooLarge,
             });
         }
         Ok(())

@@ -1,5 +1,6 @@
 //! Allowed request methods (405 otherwise). Empty list: any method.
 
+use super::EdgeReason;
 use super::Rejection;
 use crate::config::ConfigErrors;
 use http::Method;
@@ -34,7 +35,7 @@ impl MethodFilter {
         } else {
             Err(Rejection {
                 status: 405,
-                reason: "method_not_allowed",
+                reason: EdgeReason::MethodNotAllowed,
             })
         }
     }

@@ -14,6 +14,9 @@ mod ip;
 pub mod limits;
 mod methods;
 mod paths;
+mod reason;
+
+pub use reason::EdgeReason;
 
 use crate::config::{ConfigErrors, SecurityConfig};
 use pingora::http::RequestHeader;
@@ -23,7 +26,7 @@ use std::net::IpAddr;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rejection {
     pub status: u16,
-    pub reason: &'static str,
+    pub reason: EdgeReason,
 }
 
 /// The configurable filters of one scope (global or a route).

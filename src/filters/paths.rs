@@ -5,6 +5,7 @@
 //! `/admin` also needs `/%61dmin`-style variants if origins decode paths;
 //! regexes can cover those.
 
+use super::EdgeReason;
 use super::Rejection;
 use crate::config::ConfigErrors;
 use regex::RegexSet;
@@ -56,7 +57,7 @@ impl PathFilter {
         if denied {
             Err(Rejection {
                 status: 403,
-                reason: "path_denied",
+                reason: EdgeReason::PathDenied,
             })
         } else {
             Ok(())

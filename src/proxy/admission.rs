@@ -3,7 +3,7 @@
 //! [`crate::filters`] in their documented order, routing, then the rate
 //! limits. Decides only; the caller writes the answer.
 
-use crate::filters::{framing, Rejection};
+use crate::filters::{framing, EdgeReason, Rejection};
 use crate::runtime::Snapshot;
 use pingora::http::RequestHeader;
 use std::net::IpAddr;
@@ -40,7 +40,7 @@ pub(super) fn admit(
         return Admission::Refuse {
             rejection: Rejection {
                 status: 403,
-                reason: "blocked",
+                reason: EdgeReason::Blocked,
             },
             close: false,
             retry_after: Some(left),
@@ -50,7 +50,7 @@ pub(super) fn admit(
         return refuse(
             Rejection {
                 status: 400,
-                reason: r.as_str(),
+                reason: EdgeReason::Framing(r),
             },
             true,
         );
@@ -69,7 +69,7 @@ pub(super) fn admit(
         return refuse(
             Rejection {
                 status: 404,
-                reason: "no_route",
+                reason: EdgeReason::NoRoute,
             },
             false,
         );
@@ -85,7 +85,7 @@ pub(super) fn admit(
             return Admission::Refuse {
                 rejection: Rejection {
                     status: 429,
-                    reason: "rate_limited",
+                    reason: EdgeReason::RateLimited,
                 },
                 close: false,
                 retry_after: Some(wait),
@@ -100,7 +100,7 @@ pub(super) fn admit(
                 return refuse(
                     Rejection {
                         status: 429,
-                        reason: "client_concurrency",
+                        reason: EdgeReason::ClientConcurrency,
                     },
                     false,
                 )
@@ -114,7 +114,7 @@ pub(super) fn admit(
                 return refuse(
                     Rejection {
                         status: 503,
-                        reason: "pool_saturated",
+                        reason: EdgeReason::PoolSaturated,
                     },
                     false,
                 )

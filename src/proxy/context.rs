@@ -16,7 +16,7 @@ pub(crate) struct RequestCtx {
     pub route: Option<usize>,
     pub upstream: UpstreamAttempts,
     /// Why the edge answered itself, for metrics and the access log.
-    pub edge_reason: Option<&'static str>,
+    pub edge_reason: Option<crate::filters::EdgeReason>,
     pub cache: CacheCtx,
     /// Request body bytes received so far (for `limits.max_body_size`).
     pub body_bytes: u64,

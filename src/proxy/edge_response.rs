@@ -10,25 +10,6 @@ use pingora::Result;
 
 use crate::error_pages::ErrorPages;
 
-/// The reason word used in `parapet_edge_responses_total` for a status.
-pub(super) fn reason_for(status: u16) -> &'static str {
-    match status {
-        400 => "bad_request",
-        403 => "forbidden",
-        404 => "no_route",
-        405 => "method_not_allowed",
-        413 => "body_too_large",
-        414 => "uri_too_long",
-        429 => "rate_limited",
-        431 => "headers_too_large",
-        502 => "bad_gateway",
-        503 => "no_backend",
-        504 => "gateway_timeout",
-        _ if status >= 500 => "internal",
-        _ => "other",
-    }
-}
-
 /// What every page the edge writes carries, beyond its status.
 pub(super) struct Page<'a> {
     pub pages: &'a ErrorPages,

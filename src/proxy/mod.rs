@@ -31,6 +31,7 @@ pub(crate) use connections::CountConnections;
 pub(crate) use context::RequestCtx;
 
 use crate::cache::{CacheRuntime, RouteCache};
+use crate::filters::EdgeReason;
 use crate::lifecycle;
 use crate::metrics::{self, RouteMetrics};
 use crate::routing::request_host;
@@ -113,7 +114,7 @@ impl Edge {
         ctx: &mut RequestCtx,
         status: u16,
     ) -> Result<bool> {
-        ctx.edge_reason = Some(edge_response::reason_for(status));
+        ctx.edge_reason = Some(EdgeReason::for_status(status));
         edge_response::respond(session, status, &self.page(ctx), None).await?;
         Ok(true)
     }
@@ -194,7 +195,7 @@ impl ProxyHttp for Edge {
                     .listener
                     .and_then(|i| self.snap.connections.listeners[i].redirect_https)
                 {
-                    ctx.edge_reason = Some("https_redirect");
+                    ctx.edge_reason = Some(EdgeReason::HttpsRedirect);
                     edge_response::redirect_https(
                         session,
                         port,
@@ -213,23 +214,19 @@ impl ProxyHttp for Edge {
             } => {
                 if rejection.status != 404 {
                     metrics::REQUESTS_REFUSED
-                        .with_label_values(&[rejection.reason])
+                        .with_label_values(&[rejection.reason.as_str()])
                         .inc();
                     log::debug!(
                         "request {}: refused ({}): {}",
                         ctx.request_id,
                         rejection.status,
-                        rejection.reason
+                        rejection.reason.as_str()
                     );
                 }
                 if close {
                     session.set_keepalive(None);
                 }
-                ctx.edge_reason = Some(if rejection.status == 404 {
-                    "no_route"
-                } else {
-                    rejection.reason
-                });
+                ctx.edge_reason = Some(rejection.reason);
                 edge_response::respond(session, rejection.status, &self.page(ctx), retry_after)
                     .await?;
                 Ok(true)
@@ -250,7 +247,7 @@ impl ProxyHttp for Edge {
             ctx.body_bytes += b.len() as u64;
             if ctx.body_bytes > self.snap.edge.limits.max_body_size {
                 metrics::REQUESTS_REFUSED
-                    .with_label_values(&["body_too_large"])
+                    .with_label_values(&[EdgeReason::BodyTooLarge.as_str()])
                     .inc();
                 return Error::e_explain(
                     ErrorType::HTTPStatus(413),
@@ -553,7 +550,7 @@ impl ProxyHttp for Edge {
                 .inc();
         }
         if code > 0 {
-            ctx.edge_reason = Some(edge_response::reason_for(code));
+            ctx.edge_reason = Some(EdgeReason::for_status(code));
             if let Err(err) = edge_response::respond_error(session, code, &self.page(ctx)).await {
                 log::debug!(
                     "request {}: could not send the error page: {err}",
@@ -577,7 +574,9 @@ impl ProxyHttp for Edge {
             .map_or(&self.unrouted_metrics, |i| &self.route_metrics[i]);
         route_metrics.record(status, elapsed.as_secs_f64());
         if let Some(reason) = ctx.edge_reason {
-            metrics::EDGE_RESPONSES.with_label_values(&[reason]).inc();
+            metrics::EDGE_RESPONSES
+                .with_label_values(&[reason.as_str()])
+                .inc();
         }
         if let Some((runtime, route_cache)) = self.caching(ctx) {
             caching::after_response(session, ctx, runtime, route_cache).await;
