@@ -8,12 +8,19 @@
 #   bench/hit-instructions.sh                 # target/release/parapet
 #   PARAPET_BIN=/tmp/old-parapet N=5000 bench/hit-instructions.sh
 #   ANNOTATE=1 bench/hit-instructions.sh      # also the costliest functions
+#   MODE=pass bench/hit-instructions.sh       # pass-through: a route without cache
 #
 # Needs valgrind and python3. The origin (python, one response) is fetched
 # once; the N measured requests are hits on one keep-alive connection.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-3000}
+MODE=${MODE:-hit}
+case "$MODE" in
+  hit) ROUTE_CACHE="    cache: {enabled: true}" ;;
+  pass) ROUTE_CACHE="" ;;
+  *) echo "MODE is hit or pass" >&2; exit 2 ;;
+esac
 BIN=${PARAPET_BIN:-target/release/parapet}
 W=${BENCH_DIR:-/tmp/parapet-hit-instructions}
 command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)" >&2; exit 2; }
@@ -40,6 +47,7 @@ EOF
 cat > "$W/client.py" <<'EOF'
 import socket, sys
 n, port = int(sys.argv[1]), int(sys.argv[2])
+want_hit = sys.argv[3] == "hit"
 s = socket.create_connection(("127.0.0.1", port))
 req = b"GET /1k HTTP/1.1\r\nHost: bench.test\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n"
 buf = b""
@@ -51,7 +59,7 @@ for _ in range(n):
             length = next(int(l.split(b":")[1]) for l in buf[:end].split(b"\r\n")
                           if l.lower().startswith(b"content-length"))
             if len(buf) >= end + 4 + length:
-                if b"hit" not in buf[:end].lower():
+                if want_hit and b"hit" not in buf[:end].lower():
                     sys.exit("not a cache hit")
                 buf = buf[end + 4 + length:]
                 break
@@ -75,7 +83,7 @@ upstreams:
       - address: 127.0.0.1:$ORIGIN
 routes:
   - upstream: origin
-    cache: {enabled: true}
+$ROUTE_CACHE
 EOF
 
 python3 "$W/origin.py" "$ORIGIN" & ORIGIN_PID=$!
@@ -85,13 +93,13 @@ VG_PID=$!
 trap 'kill $VG_PID $ORIGIN_PID 2>/dev/null || true' EXIT
 ready=0
 for _ in $(seq 300); do
-  if python3 "$W/client.py" 1 "$PROXY" 2>/dev/null; then ready=1; break; fi
+  if python3 "$W/client.py" 1 "$PROXY" "$MODE" 2>/dev/null; then ready=1; break; fi
   sleep 0.1  # polling for readiness with a deadline (30 s under valgrind)
 done
 [ $ready = 1 ] || { echo "parapet did not come up; see $W/parapet.log" >&2; exit 1; }
-python3 "$W/client.py" 50 "$PROXY"          # warm (still uninstrumented)
+python3 "$W/client.py" 50 "$PROXY" "$MODE"  # warm (still uninstrumented)
 callgrind_control -i on "$VG_PID" >/dev/null 2>&1
-python3 "$W/client.py" "$N" "$PROXY"
+python3 "$W/client.py" "$N" "$PROXY" "$MODE"
 callgrind_control -i off "$VG_PID" >/dev/null 2>&1
 kill "$VG_PID"; wait "$VG_PID" 2>/dev/null || true
 total=0
@@ -99,7 +107,10 @@ for f in "$W"/callgrind.out.*; do
   t=$(callgrind_annotate "$f" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}' || true)
   total=$((total + ${t:-0}))
 done
-echo "instructions per 1 KiB hit: $((total / N))  ($BIN, $N hits)"
+case "$MODE" in
+  hit) echo "instructions per 1 KiB hit: $((total / N))  ($BIN, $N hits)" ;;
+  pass) echo "instructions per 1 KiB pass-through request: $((total / N))  ($BIN, $N requests)" ;;
+esac
 if [ -n "${ANNOTATE:-}" ]; then
   f=$(ls -S "$W"/callgrind.out.* | head -1)
   callgrind_annotate --inclusive=yes "$f" 2>/dev/null | grep "parapet::" | head -20 || true

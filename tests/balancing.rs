@@ -21,14 +21,6 @@ fn origin_of(r: &Response) -> String {
     r.header("x-origin-id").expect("x-origin-id").to_string()
 }
 
-/// Reads a gauge/counter value with exactly these labels from /metrics text.
-fn metric(text: &str, name: &str, labels: &str) -> Option<f64> {
-    let prefix = format!("{name}{{{labels}}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|v| v.trim().parse().ok())
-}
-
 #[test]
 fn weighted_round_robin_spreads_by_weight() {
     let a = Origin::start("a");

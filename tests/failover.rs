@@ -121,13 +121,9 @@ fn serve_faulty(conn: TcpStream, fault: Fault, hits: &AtomicUsize) {
     }
 }
 
-/// Reads a counter with exactly these labels from /metrics text (0 if absent).
-fn metric(text: &str, name: &str, labels: &str) -> f64 {
-    let prefix = format!("{name}{{{labels}}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
+/// A counter with exactly these labels from /metrics text (0 if absent).
+fn counter(text: &str, name: &str, labels: &str) -> f64 {
+    metric(text, name, labels).unwrap_or(0.0)
 }
 
 /// The faulty backend first, so round robin's first pick hits it.
@@ -172,12 +168,12 @@ fn check_failover(fault: Fault, gets: usize) {
     );
     let m = p.metrics();
     assert_eq!(
-        metric(&m, "parapet_upstream_retries_total", "upstream=\"app\"") as usize,
+        counter(&m, "parapet_upstream_retries_total", "upstream=\"app\"") as usize,
         tried,
         "{fault:?}: every failed attempt was retried\n{m}"
     );
     assert_eq!(
-        metric(
+        counter(
             &m,
             "parapet_upstream_errors_total",
             &format!("kind=\"{kind}\",upstream=\"app\"")
@@ -309,7 +305,7 @@ fn no_retry_starts_after_the_retry_deadline() {
     }
     assert!(timeouts >= 1, "no request reached the blackhole");
     assert_eq!(
-        metric(
+        counter(
             &p.metrics(),
             "parapet_upstream_retries_total",
             "upstream=\"app\""

@@ -338,16 +338,17 @@ fn connections_are_capped_by_default_at_half_the_file_limit() {
         .filter_map(|_| std::net::TcpStream::connect(p.addr()).ok())
         .collect();
     let refused = |p: &Parapet| {
-        p.metrics()
-            .lines()
-            .find_map(|l| l.strip_prefix("parapet_connections_refused_total{cap=\"total\"} "))
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
+        metric(
+            &p.metrics(),
+            "parapet_connections_refused_total",
+            "cap=\"total\"",
+        )
+        .unwrap_or(0.0)
     };
     wait_until(
         std::time::Duration::from_secs(5),
         "connections over 300 refused",
-        || refused(&p) >= 30,
+        || refused(&p) >= 30.0,
     );
     drop(held);
     wait_until(
@@ -356,7 +357,7 @@ fn connections_are_capped_by_default_at_half_the_file_limit() {
         || request(p.addr(), "GET", "/", &[], b"").is_ok_and(|r| r.status == 200),
     );
     assert!(
-        refused(&p) <= 45,
+        refused(&p) <= 45.0,
         "only those over the cap: {}",
         refused(&p)
     );

@@ -1168,6 +1168,15 @@ pub fn run_parapet(args: &[&str]) -> Output {
         .expect("run parapet")
 }
 
+/// A counter or gauge with exactly these labels (`a="1",b="2"`, in the
+/// order Prometheus prints them) from `/metrics` text.
+pub fn metric(text: &str, name: &str, labels: &str) -> Option<f64> {
+    let prefix = format!("{name}{{{labels}}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// A fresh, empty, uniquely named directory under the system temp dir.
 pub fn temp_dir(prefix: &str) -> PathBuf {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
