@@ -100,6 +100,14 @@ pub(crate) fn build(opt: Opt, snap: Snapshot) -> Server {
         }
     }
 
+    if let Some(fleet) = &snap.edge.fleet {
+        server.add_service(GenBackgroundService::new(
+            "parapet fleet membership".to_string(),
+            Arc::new(crate::fleet::MembershipService {
+                fleet: fleet.clone(),
+            }),
+        ));
+    }
     server.add_service(GenBackgroundService::new(
         "parapet rate sampler".to_string(),
         Arc::new(crate::admin::overview::RateSampler),

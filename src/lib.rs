@@ -17,6 +17,7 @@
 //! | draining after a handoff     | [`lifecycle`]                            |
 //! | services → Pingora server    | [`app`]                                  |
 //! | `parapet run`: reloads keeping one PID | [`supervisor`]                 |
+//! | several nodes as one cache   | [`fleet`]                                |
 //! | `parapet demo`               | [`demo`]                                 |
 //! | the command line             | [`cli`]                                  |
 //!
@@ -43,6 +44,7 @@ pub mod config;
 pub(crate) mod demo;
 pub(crate) mod error_pages;
 pub mod filters;
+pub(crate) mod fleet;
 pub(crate) mod forwarding;
 pub(crate) mod lifecycle;
 pub(crate) mod logging;

@@ -18,6 +18,14 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 
 static DRAINING: AtomicBool = AtomicBool::new(false);
+static STOPPING: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process is stopping for good (SIGTERM), as opposed to
+/// handing its sockets to a successor: a fleet node then leaves its peers'
+/// rings before it goes.
+pub(crate) fn is_stopping() -> bool {
+    STOPPING.load(Ordering::Relaxed)
+}
 
 /// Whether this process has started to drain.
 pub(crate) fn is_draining() -> bool {
@@ -110,8 +118,11 @@ impl BackgroundService for PhaseWatcher {
                 phase = phases.recv() => match phase {
                     Ok(ExecutionPhase::GracefulUpgradeTransferringFds)
                     | Ok(ExecutionPhase::GracefulUpgradeCloseTimeout) => set_draining("sockets handed to a new generation"),
-                    Ok(ExecutionPhase::GracefulTerminate)
-                    | Ok(ExecutionPhase::ShutdownStarted)
+                    Ok(ExecutionPhase::GracefulTerminate) => {
+                        STOPPING.store(true, Ordering::Relaxed);
+                        set_draining("shutting down");
+                    }
+                    Ok(ExecutionPhase::ShutdownStarted)
                     | Ok(ExecutionPhase::ShutdownGracePeriod) => set_draining("shutting down"),
                     Ok(_) => {}
                     Err(broadcast::error::RecvError::Lagged(_)) => {}

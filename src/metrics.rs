@@ -8,8 +8,9 @@
 //! Request metrics are recorded once per request in the proxy's `logging` hook.
 
 use prometheus::{
-    register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge,
-    register_int_gauge_vec, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    register_histogram, register_histogram_vec, register_int_counter, register_int_counter_vec,
+    register_int_gauge, register_int_gauge_vec, Histogram, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec,
 };
 use std::sync::LazyLock;
 
@@ -332,6 +333,94 @@ pub(crate) static REQUESTS_CANCELLED: LazyLock<IntCounterVec> = LazyLock::new(||
     .unwrap()
 });
 
+/// Live nodes on this node's fleet ring (itself included).
+pub(crate) static FLEET_RING_MEMBERS: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "parapet_fleet_ring_members",
+        "Live nodes on this node's fleet ring, itself included."
+    )
+    .unwrap()
+});
+
+/// Fleet members going up or down (probes, or a failed hop).
+pub(crate) static FLEET_MEMBERSHIP_CHANGES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "parapet_fleet_membership_changes_total",
+        "Fleet members that went up or down, as this node saw it.",
+        &["to"]
+    )
+    .unwrap()
+});
+
+/// Failed resolutions of the fleet's DNS name (the last members are kept).
+pub(crate) static FLEET_DISCOVERY_FAILURES: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "parapet_fleet_discovery_failures_total",
+        "Failed or empty resolutions of fleet.discover.dns."
+    )
+    .unwrap()
+});
+
+/// Requests sent to the owning peer, by result: `ok` (it answered),
+/// `failed` (connect error, reset, timeout: the next owner or the origin
+/// was tried).
+pub(crate) static FLEET_FORWARDS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "parapet_fleet_forwards_total",
+        "Requests forwarded to the owning peer, by result.",
+        &["result"]
+    )
+    .unwrap()
+});
+
+/// Requests that fell back to the origin after every owner failed.
+pub(crate) static FLEET_FALLBACKS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "parapet_fleet_origin_fallbacks_total",
+        "Sharded requests served from the origin because every owner failed."
+    )
+    .unwrap()
+});
+
+/// Requests this node served for its peers (signed hops).
+pub(crate) static FLEET_SERVED_FOR_PEERS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "parapet_fleet_served_for_peers_total",
+        "Requests this node served for peers."
+    )
+    .unwrap()
+});
+
+/// Peer-signed requests that did not verify (403) and hop-limit refusals (508).
+pub(crate) static FLEET_REFUSED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "parapet_fleet_refused_total",
+        "Requests refused at the fleet boundary, by reason (bad_signature, loop).",
+        &["reason"]
+    )
+    .unwrap()
+});
+
+/// Purges sent to peers, by result (after retries).
+pub(crate) static FLEET_PURGE_FANOUT: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "parapet_fleet_purge_fanout_total",
+        "Purges fanned out to peers, by result (after retries).",
+        &["result"]
+    )
+    .unwrap()
+});
+
+/// How long a peer took to apply a fanned-out purge, tries included.
+pub(crate) static FLEET_PURGE_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
+    register_histogram!(
+        "parapet_fleet_purge_seconds",
+        "Time for a peer to apply a fanned-out purge, retries included.",
+        vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
+    )
+    .unwrap()
+});
+
 /// Registers every metric so that the first scrape already lists them all.
 pub(crate) fn init() {
     BUILD_INFO
@@ -365,6 +454,15 @@ pub(crate) fn init() {
     LazyLock::force(&CONNECTIONS_REFUSED);
     LazyLock::force(&UPSTREAM_REUSE_RACES);
     LazyLock::force(&REQUESTS_CANCELLED);
+    LazyLock::force(&FLEET_RING_MEMBERS);
+    LazyLock::force(&FLEET_MEMBERSHIP_CHANGES);
+    LazyLock::force(&FLEET_DISCOVERY_FAILURES);
+    LazyLock::force(&FLEET_FORWARDS);
+    LazyLock::force(&FLEET_FALLBACKS);
+    LazyLock::force(&FLEET_SERVED_FOR_PEERS);
+    LazyLock::force(&FLEET_REFUSED);
+    LazyLock::force(&FLEET_PURGE_FANOUT);
+    LazyLock::force(&FLEET_PURGE_SECONDS);
     LazyLock::force(&CLIENT_BLOCKS);
     LazyLock::force(&CLIENT_UNBLOCKS);
 }

@@ -127,6 +127,10 @@ pub(crate) struct EdgePolicy {
     pub(crate) compression: Option<crate::compression::Compression>,
     /// `None` when the access log is off.
     pub(crate) access_log: Option<crate::access_log::AccessLog>,
+    /// The fleet this node belongs to, if any.
+    pub(crate) fleet: Option<Arc<crate::fleet::Fleet>>,
+    /// The cache's name in `Cache-Status`: `parapet`, or `parapet-NODE` in a fleet.
+    pub(crate) cache_name: String,
 }
 
 impl EdgePolicy {
@@ -250,6 +254,24 @@ impl Snapshot {
             crate::compression::Compression::build(raw.compression.as_ref(), &mut errs);
         let compression = router.iter().any(|r| r.compression).then_some(compression);
         let access_log = crate::access_log::AccessLog::build(raw.access_log.as_ref(), &mut errs);
+        let fleet = raw
+            .fleet
+            .as_ref()
+            .and_then(|f| crate::fleet::Fleet::build(f, &mut errs))
+            .map(Arc::new);
+        if fleet.is_none() {
+            for (i, r) in router.iter().enumerate() {
+                if r.cache.as_ref().is_some_and(|c| c.shard.is_some()) {
+                    errs.push(
+                        format!("routes[{i}].cache.fleet"),
+                        "shard needs a fleet: section (the nodes to shard over)",
+                    );
+                }
+            }
+        }
+        let cache_name = fleet
+            .as_ref()
+            .map_or_else(|| crate::cache::NAME.to_string(), |f| f.cache_name.clone());
         let connections = ConnectionPolicy {
             listeners,
             caps: connection_caps,
@@ -272,6 +294,8 @@ impl Snapshot {
                 error_pages,
                 compression,
                 access_log,
+                fleet,
+                cache_name,
             },
             cache,
             admin: AdminSettings {

@@ -51,6 +51,10 @@ pub(super) fn get(snap: &Snapshot, path: &str) -> Option<Answer> {
             Some(c) => json(&c),
             None => text(StatusCode::NOT_FOUND, "no route caches\n".into()),
         },
+        "/api/fleet" => match &snap.edge.fleet {
+            Some(f) => fleet_json(f),
+            None => text(StatusCode::NOT_FOUND, "no fleet configured\n".into()),
+        },
         "/api/config" => match snap.admin.source_text.as_deref().map(config_text_redacted) {
             Some(Ok(yaml)) => Answer {
                 status: StatusCode::OK,
@@ -62,6 +66,35 @@ pub(super) fn get(snap: &Snapshot, path: &str) -> Option<Answer> {
         },
         _ => return None,
     })
+}
+
+/// `GET /api/fleet`: this node, the ring's size, every member.
+fn fleet_json(fleet: &crate::fleet::Fleet) -> Answer {
+    let view = fleet.view();
+    let members: Vec<serde_json::Value> = view
+        .members
+        .iter()
+        .map(|m| {
+            serde_json::json!({
+                "name": m.name,
+                "address": m.addr.to_string(),
+                "up": m.up,
+                "self": m.is_self,
+                "since": crate::access_log::rfc3339(m.since),
+                "last_error": m.last_error,
+            })
+        })
+        .collect();
+    let body = serde_json::json!({
+        "node": fleet.node,
+        "ring_size": view.ring_size,
+        "members": members,
+    });
+    Answer {
+        status: StatusCode::OK,
+        content_type: "application/json",
+        body: format!("{body}\n").into_bytes(),
+    }
 }
 
 /// `POST /api/reload`: the file is checked here first, so a bad file is

@@ -19,6 +19,8 @@ pub(crate) mod overview;
 mod purge_api;
 mod status_page;
 
+pub(crate) use purge_api::purge_local;
+
 use crate::cache::CacheRuntime;
 use crate::lifecycle::{self, ListenerReadiness};
 use crate::metrics;
@@ -81,7 +83,9 @@ impl ServeHttp for AdminApp {
                 return r;
             }
             if post && (path == "/purge" || path == "/api/purge") {
-                let (status, body) = purge_api::handle(self.cache, req.uri.query().unwrap_or(""));
+                let query = req.uri.query().unwrap_or("").to_string();
+                let fleet = self.snap.edge.fleet.as_deref();
+                let (status, body) = purge_api::handle(self.cache, fleet, &query).await;
                 return reply(status, "application/json", body);
             }
             if post && path == "/api/reload" {

@@ -87,22 +87,81 @@ pub(super) fn parse_query(query: &str) -> Result<(Selector, bool), String> {
         .ok_or_else(|| "give one of url, prefix, tag".into())
 }
 
-/// Runs a purge request; `(status, body)`.
-pub(super) fn handle(cache: Option<&CacheRuntime>, query: &str) -> (StatusCode, String) {
+/// Applies a purge to this node's cache; how many objects it touched. Disk
+/// work runs on a blocking thread.
+pub(crate) async fn purge_local(
+    cache: Option<&'static CacheRuntime>,
+    query: &str,
+) -> Result<usize, (StatusCode, String)> {
     let Some(cache) = cache else {
-        return (
+        return Err((
             StatusCode::NOT_FOUND,
             "no route caches: nothing to purge\n".into(),
-        );
+        ));
     };
-    match parse_query(query) {
-        Ok((selector, soft)) => {
-            let n = cache.purge(&selector, soft);
-            log::info!("admin purge {selector:?} (soft: {soft}): {n} object(s)");
-            (StatusCode::OK, format!("{{\"purged\": {n}}}\n"))
+    let (selector, soft) =
+        parse_query(query).map_err(|e| (StatusCode::BAD_REQUEST, format!("{e}\n")))?;
+    let n = tokio::task::spawn_blocking(move || cache.purge(&selector, soft))
+        .await
+        .map_err(|e| {
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("purge failed: {e}\n"),
+            )
+        })?;
+    log::info!("purge {query:?}: {n} object(s)");
+    Ok(n)
+}
+
+/// Runs a purge request on this node and, in a fleet, on every live peer;
+/// `(status, JSON body)`. The answer lists each node's result; it is `502`
+/// when a live peer could not be reached after a few tries.
+pub(super) async fn handle(
+    cache: Option<&'static CacheRuntime>,
+    fleet: Option<&crate::fleet::Fleet>,
+    query: &str,
+) -> (StatusCode, String) {
+    let n = match purge_local(cache, query).await {
+        Ok(n) => n,
+        Err((status, why)) => return (status, why),
+    };
+    let Some(fleet) = fleet else {
+        return (StatusCode::OK, format!("{{\"purged\": {n}}}\n"));
+    };
+    let peers = crate::fleet::purge::fan_out(fleet, query).await;
+    let mut body = format!(
+        "{{\"purged\": {n}, \"nodes\": [{{\"node\": {}, \"purged\": {n}, \"ok\": true}}",
+        json_string(&fleet.node)
+    );
+    let mut all_ok = true;
+    for p in &peers {
+        all_ok &= p.purged.is_ok();
+        body.push_str(&format!(
+            ", {{\"node\": {}, \"address\": \"{}\", ",
+            json_string(&p.node),
+            p.addr
+        ));
+        match &p.purged {
+            Ok(k) => body.push_str(&format!("\"purged\": {k}, \"ok\": true")),
+            Err(e) => body.push_str(&format!("\"ok\": false, \"error\": {}", json_string(e))),
         }
-        Err(e) => (StatusCode::BAD_REQUEST, format!("{e}\n")),
+        body.push_str(&format!(
+            ", \"tries\": {}, \"ms\": {}}}",
+            p.tries,
+            p.elapsed.as_millis()
+        ));
     }
+    body.push_str("]}\n");
+    let status = if all_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_GATEWAY
+    };
+    (status, body)
+}
+
+fn json_string(s: &str) -> String {
+    serde_json::Value::String(s.to_string()).to_string()
 }
 
 #[cfg(test)]

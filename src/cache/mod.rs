@@ -23,6 +23,8 @@ pub mod policy;
 pub(crate) mod purge;
 mod sf_dictionary;
 pub(crate) mod status;
+
+pub(crate) use status::NAME;
 mod tiered;
 
 use crate::config::units::{parse_positive_duration, parse_size};
@@ -53,6 +55,27 @@ pub struct CacheSettings {
 pub struct RouteCache {
     pub policy: RoutePolicy,
     pub key: key::KeyPolicy,
+    /// `fleet: shard`: the object's owner on the fleet's ring serves it.
+    pub(crate) shard: Option<Shard>,
+    /// `parent: POOL`: misses go to a shield node of that pool.
+    pub(crate) parent: Option<Parent>,
+}
+
+/// How a sharded route treats objects another node owns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Shard {
+    /// `also_local`: keep a copy here too (`owner_only`: the owner's is the
+    /// fleet's one copy).
+    pub(crate) also_local: bool,
+}
+
+/// A route's shield tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Parent {
+    /// Index of the shield pool in [`crate::upstream::Pools`].
+    pub(crate) pool: usize,
+    /// When every parent is down: go to the origin (`true`) or answer 502.
+    pub(crate) fallback_to_origin: bool,
 }
 
 impl CacheSettings {
@@ -109,10 +132,11 @@ impl CacheSettings {
 impl RouteCache {
     /// The route's policy: its own `cache:` over `cache.defaults`, or `None`
     /// when caching is off for the route.
-    pub fn build(
+    pub(crate) fn build(
         route: Option<&RouteCacheConfig>,
         cache: Option<&CacheConfig>,
         path: &str,
+        pools: &std::collections::HashMap<String, usize>,
         errs: &mut ConfigErrors,
     ) -> Option<RouteCache> {
         let defaults = cache.map(|c| &c.defaults);
@@ -177,7 +201,64 @@ impl RouteCache {
                 SetCookie::Store
             }
         };
+        let shard = match route.and_then(|r| r.fleet.as_deref()) {
+            None => None,
+            Some("shard") => Some(Shard {
+                also_local: match route.and_then(|r| r.fleet_copy.as_deref()) {
+                    None | Some("owner_only") => false,
+                    Some("also_local") => true,
+                    Some(other) => {
+                        errs.push(
+                            format!("{path}.fleet_copy"),
+                            format!("must be owner_only or also_local, not {other:?}"),
+                        );
+                        false
+                    }
+                },
+            }),
+            Some(other) => {
+                errs.push(
+                    format!("{path}.fleet"),
+                    format!("must be shard, not {other:?}"),
+                );
+                None
+            }
+        };
+        if shard.is_none() && route.is_some_and(|r| r.fleet_copy.is_some()) {
+            errs.push(format!("{path}.fleet_copy"), "only used with fleet: shard");
+        }
+        let parent = route.and_then(|r| r.parent.as_deref()).and_then(|name| {
+            let fallback_to_origin = match route.and_then(|r| r.parent_fallback.as_deref()) {
+                None | Some("origin") => true,
+                Some("error") => false,
+                Some(other) => {
+                    errs.push(
+                        format!("{path}.parent_fallback"),
+                        format!("must be origin or error, not {other:?}"),
+                    );
+                    true
+                }
+            };
+            match pools.get(name) {
+                Some(&pool) => Some(Parent {
+                    pool,
+                    fallback_to_origin,
+                }),
+                None => {
+                    errs.push(
+                        format!("{path}.parent"),
+                        format!("no upstream named {name:?}"),
+                    );
+                    None
+                }
+            }
+        });
+        if parent.is_none() && route.is_some_and(|r| r.parent_fallback.is_some()) {
+            errs.push(format!("{path}.parent_fallback"), "only used with parent");
+        }
         enabled.then_some(RouteCache {
+            shard,
+            parent,
             policy: RoutePolicy {
                 default_ttl,
                 stale_if_error,

@@ -10,6 +10,7 @@ pub(crate) const NAME: &str = "parapet";
 /// request never went through the cache (caching off for the route or method).
 /// Built by appending, without the formatting machinery: it runs on every hit.
 pub(crate) fn describe(
+    name: &str,
     phase: &CachePhase,
     fresh_until: Option<SystemTime>,
     now: SystemTime,
@@ -41,15 +42,15 @@ pub(crate) fn describe(
                 NoCacheReason::Custom(why) => ("uncacheable", *why),
                 _ => ("uncacheable", "origin"),
             };
-            let mut v = String::with_capacity(NAME.len() + 20 + detail.len());
-            v.push_str(NAME);
+            let mut v = String::with_capacity(name.len() + 20 + detail.len());
+            v.push_str(name);
             v.push_str("; fwd=miss; detail=");
             v.push_str(detail);
             return Some((label, v));
         }
     };
     let mut v = String::with_capacity(64);
-    v.push_str(NAME);
+    v.push_str(name);
     v.push_str(text);
     if ttl {
         if let Some(f) = fresh_until {
@@ -80,15 +81,16 @@ mod tests {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
         let ttl = Some(now + Duration::from_secs(42));
         assert_eq!(
-            describe(&CachePhase::Hit, ttl, now).unwrap().1,
+            describe(NAME, &CachePhase::Hit, ttl, now).unwrap().1,
             "parapet; hit; ttl=42"
         );
         assert_eq!(
-            describe(&CachePhase::Miss, None, now).unwrap().1,
+            describe(NAME, &CachePhase::Miss, None, now).unwrap().1,
             "parapet; fwd=miss; stored"
         );
         assert_eq!(
             describe(
+                NAME,
                 &CachePhase::Disabled(NoCacheReason::Custom("no-store")),
                 None,
                 now
@@ -99,6 +101,7 @@ mod tests {
         );
         assert_eq!(
             describe(
+                NAME,
                 &CachePhase::Disabled(NoCacheReason::NeverEnabled),
                 None,
                 now
@@ -106,7 +109,7 @@ mod tests {
             None
         );
         let stale = Some(now - Duration::from_secs(5));
-        assert!(describe(&CachePhase::StaleUpdating, stale, now)
+        assert!(describe(NAME, &CachePhase::StaleUpdating, stale, now)
             .unwrap()
             .1
             .contains("ttl=-5"));

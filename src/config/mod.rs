@@ -7,12 +7,14 @@
 
 mod errors;
 mod features;
+mod fleet;
 pub mod model;
 pub mod units;
 mod upstreams;
 
 pub use errors::{ConfigError, ConfigErrors};
 pub use features::*;
+pub use fleet::*;
 pub use model::*;
 pub use upstreams::*;
 
@@ -38,6 +40,7 @@ pub struct RawConfig {
     pub error_pages: Option<ErrorPagesConfig>,
     pub compression: Option<CompressionConfig>,
     pub access_log: Option<AccessLogConfig>,
+    pub fleet: Option<FleetConfig>,
     /// What failed the schema check, so that semantic validation of the rest
     /// does not report follow-on errors ("no listener", "no such upstream").
     pub broken: Broken,
@@ -67,6 +70,7 @@ const SECTIONS: &[&str] = &[
     "error_pages",
     "compression",
     "access_log",
+    "fleet",
 ];
 
 /// Reads and schema-checks a config file; see [`parse_partial`].
@@ -156,6 +160,7 @@ pub fn parse_partial(text: &str) -> (Option<RawConfig>, ConfigErrors) {
         error_pages: one(&root, "error_pages", &mut errs),
         compression: one(&root, "compression", &mut errs),
         access_log: one(&root, "access_log", &mut errs),
+        fleet: one(&root, "fleet", &mut errs),
         broken,
     };
     (Some(raw), errs)

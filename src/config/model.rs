@@ -306,6 +306,19 @@ pub struct RouteCacheConfig {
     /// Storable responses that set a cookie: `store` (RFC 9111, default),
     /// `strip` (store without `Set-Cookie`) or `pass` (store only if `public`).
     pub set_cookie: Option<String>,
+    /// `shard`: the node that owns the object's key on the fleet's ring
+    /// serves it (fetching it from the origin once for the whole fleet).
+    pub fleet: Option<String>,
+    /// With `fleet: shard`, whether the node a client asked also keeps a
+    /// copy: `owner_only` (default: each object stored once in the fleet) or
+    /// `also_local` (hot objects served without the extra hop).
+    pub fleet_copy: Option<String>,
+    /// A pool of shield nodes (`cache.parent: shield`) that misses go to
+    /// instead of the origin, chosen by consistent hash on the cache key.
+    pub parent: Option<String>,
+    /// When every parent is down: `origin` (default: go to the origin) or
+    /// `error` (502: protect the origin).
+    pub parent_fallback: Option<String>,
 }
 
 /// Cache key tweaks.

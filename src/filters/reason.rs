@@ -30,6 +30,11 @@ pub enum EdgeReason {
     PoolSaturated,
     /// A plain listener redirecting to HTTPS.
     HttpsRedirect,
+    /// A `Parapet-Fleet` header that does not verify, or a fleet control
+    /// path without one (403).
+    FleetSignature,
+    /// More `CDN-Loop` hops of this fleet than `fleet.max_hops` (508).
+    LoopDetected,
     /// The edge's error pages after routing, by status.
     BadRequest,
     Forbidden,
@@ -60,6 +65,8 @@ impl EdgeReason {
             EdgeReason::ClientConcurrency => "client_concurrency",
             EdgeReason::PoolSaturated => "pool_saturated",
             EdgeReason::HttpsRedirect => "https_redirect",
+            EdgeReason::FleetSignature => "fleet_signature",
+            EdgeReason::LoopDetected => "loop_detected",
             EdgeReason::BadRequest => "bad_request",
             EdgeReason::Forbidden => "forbidden",
             EdgeReason::BadGateway => "bad_gateway",
@@ -85,6 +92,7 @@ impl EdgeReason {
             502 => EdgeReason::BadGateway,
             503 => EdgeReason::NoBackend,
             504 => EdgeReason::GatewayTimeout,
+            508 => EdgeReason::LoopDetected,
             _ if status >= 500 => EdgeReason::Internal,
             _ => EdgeReason::Other,
         }

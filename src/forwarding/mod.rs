@@ -110,8 +110,16 @@ impl Forwarding {
 
     /// Works out who the client is. With a trusted peer, the client is the
     /// right-most `X-Forwarded-For` entry that is not itself a trusted proxy.
-    pub(crate) fn client_info(&self, peer: IpAddr, req: &RequestHeader, tls: bool) -> ClientInfo {
-        let peer_trusted = !self.trusted.is_empty() && self.trusted.contains(peer);
+    /// `fleet_hop`: the request is a signed hop from a fleet peer, trusted
+    /// like a configured proxy.
+    pub(crate) fn client_info(
+        &self,
+        peer: IpAddr,
+        req: &RequestHeader,
+        tls: bool,
+        fleet_hop: bool,
+    ) -> ClientInfo {
+        let peer_trusted = fleet_hop || (!self.trusted.is_empty() && self.trusted.contains(peer));
         let mut ip = peer;
         if peer_trusted {
             let hops = req
@@ -133,7 +141,19 @@ impl Forwarding {
             peer,
             peer_trusted,
             ip,
-            scheme: if tls { "https" } else { "http" },
+            // A fleet hop carries the scheme the first node saw, so every
+            // node keys the object the same way.
+            scheme: if tls
+                || (fleet_hop
+                    && req
+                        .headers
+                        .get(&XFP)
+                        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https")))
+            {
+                "https"
+            } else {
+                "http"
+            },
         }
     }
 
@@ -318,7 +338,7 @@ mod tests {
             ("x-request-id", "forged"),
             ("x-forwarded-proto", "https"),
         ]);
-        let c = f.client_info("192.0.2.9".parse().unwrap(), &r, false);
+        let c = f.client_info("192.0.2.9".parse().unwrap(), &r, false, false);
         assert_eq!(c.ip.to_string(), "192.0.2.9");
         let id = f.request_id(&c, &r);
         assert_ne!(id, "forged");
@@ -341,7 +361,7 @@ mod tests {
             ("x-forwarded-for", "10.0.0.2"),
             ("x-request-id", "abc-1"),
         ]);
-        let c = f.client_info("10.0.0.1".parse().unwrap(), &r, true);
+        let c = f.client_info("10.0.0.1".parse().unwrap(), &r, true, false);
         assert_eq!(c.ip.to_string(), "1.2.3.4");
         assert_eq!(f.request_id(&c, &r), "abc-1");
         f.upstream_request(&mut r, &c, "h", "abc-1").unwrap();

@@ -34,9 +34,11 @@ pub(super) fn admit(
     req: &RequestHeader,
     raw_head: Option<&[u8]>,
     client: IpAddr,
+    from_peer: bool,
     now: Instant,
 ) -> Admission {
-    if let Some(Err(left)) = snap.edge.reputation.as_ref().map(|r| r.check(client, now)) {
+    let block = snap.edge.reputation.as_ref().filter(|_| !from_peer);
+    if let Some(Err(left)) = block.map(|r| r.check(client, now)) {
         return Admission::Refuse {
             rejection: Rejection {
                 status: 403,
@@ -58,8 +60,13 @@ pub(super) fn admit(
     if let Err(r) = snap.edge.limits.check(req) {
         return refuse(r, true);
     }
-    if let Err(r) = snap.edge.filters.check(req, client) {
-        return refuse(r, false);
+    // A signed hop from a fleet peer passed the filters, rate limits and
+    // behaviour checks at the node the client reached; only framing, size
+    // limits, routing and the pool's own ceiling apply again.
+    if !from_peer {
+        if let Err(r) = snap.edge.filters.check(req, client) {
+            return refuse(r, false);
+        }
     }
     let Some((index, route)) = snap.edge.router.find(
         crate::routing::request_host(req),
@@ -74,6 +81,9 @@ pub(super) fn admit(
             false,
         );
     };
+    if from_peer {
+        return pool_slot(snap, route, index, Vec::new());
+    }
     if let Err(r) = route.filters.check(req, client) {
         return refuse(r, false);
     }
@@ -107,6 +117,16 @@ pub(super) fn admit(
             }
         }
     }
+    pool_slot(snap, route, index, slots)
+}
+
+/// The pool's in-flight ceiling (`max_in_flight`): a slot, or 503 at once.
+fn pool_slot(
+    snap: &Snapshot,
+    route: &crate::routing::Route,
+    index: usize,
+    mut slots: Vec<crate::concurrency::Slot>,
+) -> Admission {
     if let Some(gate) = &snap.edge.pools.get(route.upstream).gate {
         match gate.try_acquire() {
             Some(slot) => slots.push(slot),

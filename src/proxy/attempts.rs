@@ -26,6 +26,16 @@ pub(super) fn pick(
         .map(|i| snap.edge.router.get(i))
         .ok_or_else(|| Error::explain(ErrorType::InternalError, "upstream_peer without a route"))?;
     let pool = snap.edge.pools.get(route.upstream);
+    if let Some(fleet) = &snap.edge.fleet {
+        // A sharded request: the key's owners first, then the origin.
+        if let Some(peer) = super::fleet::next_owner(fleet, pool, ctx) {
+            return Ok(peer);
+        }
+    }
+    // A shielded route: a parent, then the origin.
+    if let Some(peer) = super::fleet::next_parent(snap, session, route, ctx)? {
+        return Ok(peer);
+    }
     let client_ip = ctx
         .client
         .as_ref()
@@ -122,6 +132,16 @@ pub(super) fn failed_to_connect(
     ctx: &mut RequestCtx,
     mut e: Box<Error>,
 ) -> Box<Error> {
+    let hop = snap
+        .edge
+        .fleet
+        .as_deref()
+        .is_some_and(|f| super::fleet::hop_failed(f, ctx, &e.to_string()));
+    if hop || super::fleet::parent_failed(snap, ctx) {
+        // The next owner or parent, or the origin: nothing was sent.
+        e.set_retry(true);
+        return e;
+    }
     let Some(pool) = pool_of(snap, ctx) else {
         return e;
     };
@@ -175,6 +195,19 @@ pub(super) fn failed_after_sending(
         e.set_retry(false);
         return e;
     };
+    if e.esource() == &ErrorSource::Upstream && !ctx.upstream.answered {
+        let hop = snap
+            .edge
+            .fleet
+            .as_deref()
+            .is_some_and(|f| super::fleet::hop_failed(f, ctx, &e.to_string()));
+        if hop || super::fleet::parent_failed(snap, ctx) {
+            // Only GET and HEAD are sharded or shielded: the next owner or
+            // parent, or the origin.
+            e.set_retry(true);
+            return e;
+        }
+    }
     let pool = snap.edge.pools.get(route.upstream);
     let from_origin = e.esource() == &ErrorSource::Upstream;
     if from_origin {

@@ -58,6 +58,15 @@ fn key_for(req: &RequestHeader, scheme: &str, route: &RouteCache) -> CacheKey {
     key::with_url(key::primary(scheme, &host, port, req, &route.key), url)
 }
 
+/// The primary key bytes of this request on `route`: what the fleet's ring
+/// is fed, so that the owner of an object is the node whose cache keys it.
+pub(super) fn primary_key(session: &Session, ctx: &RequestCtx, route: &RouteCache) -> Vec<u8> {
+    let scheme = ctx.client.as_ref().map_or("http", |c| c.scheme);
+    let req = session.req_header();
+    let host = request_host(req).to_ascii_lowercase();
+    key::primary(scheme, &host, request_port(req, scheme), req, &route.key)
+}
+
 /// `cache_key_callback`.
 pub(super) fn cache_key(session: &Session, ctx: &RequestCtx, route: &RouteCache) -> CacheKey {
     let scheme = ctx.client.as_ref().map_or("http", |c| c.scheme);
@@ -224,6 +233,9 @@ pub(super) fn response_cacheable(
         Ok(s) => {
             let mut header = resp.clone();
             header.remove_header(&AGE);
+            // A hit says what this cache did; an upstream cache's status
+            // (a fleet owner's, say) is not stored with the object.
+            header.remove_header(&CACHE_STATUS);
             for name in &s.strip {
                 header.remove_header(name.as_str());
             }
@@ -302,16 +314,31 @@ pub(super) fn response_headers(
     resp: &mut ResponseHeader,
     ctx: &mut RequestCtx,
     route: &RouteCache,
+    cache_name: &str,
 ) -> Result<()> {
     resp.remove_header(&SURROGATE_KEY);
     if route.policy.surrogate_control {
         resp.remove_header(&policy::SURROGATE_CONTROL);
     }
     let fresh_until = session.cache.maybe_cache_meta().map(|m| m.fresh_until());
-    if let Some((label, value)) =
-        status::describe(&session.cache.phase(), fresh_until, SystemTime::now())
-    {
+    if let Some((label, mut value)) = status::describe(
+        cache_name,
+        &session.cache.phase(),
+        fresh_until,
+        SystemTime::now(),
+    ) {
         ctx.cache.result = Some(label);
+        // Forwarded by the owner in the fleet: its member comes first, the
+        // cache nearer the origin (RFC 9211 §2).
+        if ctx.fleet.target != super::fleet::Target::Origin {
+            if let Some(owner) = resp
+                .headers
+                .get(&CACHE_STATUS)
+                .and_then(|v| v.to_str().ok())
+            {
+                value = format!("{owner}, {value}");
+            }
+        }
         resp.insert_header(CACHE_STATUS, value)?;
     }
     Ok(())

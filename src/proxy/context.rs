@@ -29,6 +29,8 @@ pub(crate) struct RequestCtx {
     pub truncated: bool,
     /// The client abandoned the request before any answer went out.
     pub cancelled: bool,
+    /// Peer hops and owners on a fleet's ring.
+    pub fleet: super::fleet::FleetCtx,
 }
 
 /// What the cache hooks carry between phases.
@@ -82,6 +84,7 @@ impl RequestCtx {
             accept_encoding: None,
             truncated: false,
             cancelled: false,
+            fleet: Default::default(),
         }
     }
 }

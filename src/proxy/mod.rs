@@ -23,6 +23,7 @@ mod compression;
 mod connections;
 mod context;
 mod edge_response;
+mod fleet;
 mod response_date;
 mod write_coalesce;
 
@@ -160,13 +161,30 @@ impl ProxyHttp for Edge {
         let subject = crate::tls::listener::info(session)
             .and_then(|i| i.client.as_ref())
             .map(|c| c.subject.clone());
+        let fleet_arrival = match &self.snap.edge.fleet {
+            Some(f) => fleet::identify(f, session, ctx),
+            None => fleet::Arrival::Continue,
+        };
         let fwd = &self.snap.edge.forwarding;
         fwd.client_certificate(session.req_header_mut(), subject.as_deref())?;
-        let client = fwd.client_info(peer, session.req_header(), tls);
+        let from_peer = ctx.fleet.from_peer.is_some();
+        let client = fwd.client_info(peer, session.req_header(), tls, from_peer);
         ctx.request_id = fwd.request_id(&client, session.req_header());
         ctx.client = Some(client);
         if lifecycle::is_draining() {
             session.set_keepalive(None);
+        }
+        if let Some(f) = &self.snap.edge.fleet {
+            match fleet::arrive(f, fleet_arrival, self.cache, session, ctx).await? {
+                fleet::Arrival::Continue => {}
+                fleet::Arrival::Answered => return Ok(true),
+                fleet::Arrival::Refuse(status, reason) => {
+                    ctx.edge_reason = Some(reason);
+                    session.set_keepalive(None);
+                    edge_response::respond(session, status, &self.page(ctx), None).await?;
+                    return Ok(true);
+                }
+            }
         }
         let raw_head = match session.as_downstream() {
             pingora::protocols::http::ServerSession::H1(h1)
@@ -185,6 +203,7 @@ impl ProxyHttp for Edge {
             session.req_header(),
             raw_head.as_deref(),
             client_ip,
+            from_peer,
             std::time::Instant::now(),
         ) {
             Admission::Route(index, slots) => {
@@ -264,8 +283,17 @@ impl ProxyHttp for Edge {
         if session.is_upgrade_req() {
             return Ok(());
         }
-        if let Some((runtime, _)) = self.caching(ctx) {
-            caching::enable(session, ctx, runtime);
+        if let Some((runtime, route)) = self.caching(ctx) {
+            let local = match &self.snap.edge.fleet {
+                Some(f) if route.shard.is_some() && ctx.fleet.from_peer.is_none() => {
+                    let key = caching::primary_key(session, ctx, route);
+                    fleet::shard(f, route, key, ctx)
+                }
+                _ => true,
+            };
+            if local {
+                caching::enable(session, ctx, runtime);
+            }
         }
         Ok(())
     }
@@ -400,6 +428,22 @@ impl ProxyHttp for Edge {
         let Some(route) = ctx.route.map(|i| self.snap.edge.router.get(i)) else {
             return Ok(());
         };
+        if ctx.fleet.target != fleet::Target::Origin {
+            // The owner (or the shield) routes, rewrites and filters the
+            // request itself.
+            if let Some(client) = &ctx.client {
+                let host = request_host(session.req_header());
+                self.snap.edge.forwarding.upstream_request(
+                    upstream_request,
+                    client,
+                    host,
+                    &ctx.request_id,
+                )?;
+            }
+            // As from an origin: one identity copy, encoded per client here.
+            compression::upstream_request(upstream_request, route.compression)?;
+            return fleet::mark_hop(self.snap.edge.fleet.as_deref(), upstream_request);
+        }
         let target = upstream_request
             .uri
             .path_and_query()
@@ -435,6 +479,7 @@ impl ProxyHttp for Edge {
     ) -> Result<()> {
         ctx.cache.response_time = Some(std::time::SystemTime::now());
         attempts::answered(&self.snap, ctx);
+        fleet::answered(ctx);
         if let Some(cl) = upstream_response.headers.get(http::header::CONTENT_LENGTH) {
             match crate::filters::framing::response_content_length(cl.as_bytes()) {
                 Ok(None) => {}
@@ -479,7 +524,13 @@ impl ProxyHttp for Edge {
             compression::on_response(session, upstream_response, on, c);
         }
         if let Some((_, route_cache)) = self.caching(ctx) {
-            caching::response_headers(session, upstream_response, ctx, route_cache)?;
+            caching::response_headers(
+                session,
+                upstream_response,
+                ctx,
+                route_cache,
+                &self.snap.edge.cache_name,
+            )?;
         }
         self.snap
             .edge
@@ -573,6 +624,7 @@ impl ProxyHttp for Edge {
             .route
             .map_or(&self.unrouted_metrics, |i| &self.route_metrics[i]);
         route_metrics.record(status, elapsed.as_secs_f64());
+        fleet::finished(ctx);
         if let Some(reason) = ctx.edge_reason {
             metrics::EDGE_RESPONSES
                 .with_label_values(&[reason.as_str()])

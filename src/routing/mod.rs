@@ -213,7 +213,7 @@ impl Router {
                     }
                     None
                 } else {
-                    RouteCache::build(rc.cache.as_ref(), cache, &at("cache"), errs)
+                    RouteCache::build(rc.cache.as_ref(), cache, &at("cache"), upstreams, errs)
                 },
                 streaming: rc.streaming,
                 retry_non_idempotent: rc.retry_non_idempotent,

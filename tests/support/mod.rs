@@ -1169,9 +1169,14 @@ pub fn run_parapet(args: &[&str]) -> Output {
 }
 
 /// A counter or gauge with exactly these labels (`a="1",b="2"`, in the
-/// order Prometheus prints them) from `/metrics` text.
+/// order Prometheus prints them; empty for a metric without labels) from
+/// `/metrics` text.
 pub fn metric(text: &str, name: &str, labels: &str) -> Option<f64> {
-    let prefix = format!("{name}{{{labels}}} ");
+    let prefix = if labels.is_empty() {
+        format!("{name} ")
+    } else {
+        format!("{name}{{{labels}}} ")
+    };
     text.lines()
         .find_map(|l| l.strip_prefix(&prefix))
         .and_then(|v| v.trim().parse().ok())

@@ -1,0 +1,188 @@
+//! The background loop that keeps the membership current: it resolves the
+//! DNS name (when membership comes from DNS), probes every member through its
+//! public listener, applies the thresholds, and swaps in a new view when
+//! anything changed. Changes are logged and counted.
+
+use super::membership::{Member, View};
+use super::{client, Fleet, PROBE_PATH};
+use crate::metrics;
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+pub(crate) struct MembershipService {
+    pub(crate) fleet: Arc<Fleet>,
+}
+
+/// What one probe found.
+enum Probe {
+    /// Ready; the name it gave.
+    Ready(String),
+    Failed(String),
+}
+
+#[async_trait]
+impl BackgroundService for MembershipService {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let fleet = &self.fleet;
+        metrics::FLEET_RING_MEMBERS.set(fleet.view().ring_size as i64);
+        let mut next_resolve = Instant::now();
+        let mut discovered: Vec<SocketAddr> = Vec::new();
+        let mut resolve_failures = 0u64;
+        loop {
+            if let Some((name, every)) = &fleet.discover {
+                if Instant::now() >= next_resolve {
+                    next_resolve = Instant::now() + *every;
+                    match tokio::net::lookup_host(name.as_str()).await {
+                        Ok(addrs) => {
+                            let mut addrs: Vec<SocketAddr> = addrs.collect();
+                            addrs.sort();
+                            addrs.dedup();
+                            if addrs.is_empty() {
+                                resolve_failures += 1;
+                            } else {
+                                discovered = addrs;
+                                resolve_failures = 0;
+                            }
+                        }
+                        Err(e) => {
+                            resolve_failures += 1;
+                            if resolve_failures == 1 {
+                                log::warn!(
+                                    "fleet: cannot resolve {name} ({e}); keeping the last members"
+                                );
+                            }
+                        }
+                    }
+                    if resolve_failures > 0 {
+                        metrics::FLEET_DISCOVERY_FAILURES.inc();
+                    }
+                }
+            }
+            self.round(&discovered).await;
+            tokio::select! {
+                _ = tokio::time::sleep(fleet.health.interval) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+impl MembershipService {
+    /// Probes every member once and swaps in the new view if it changed.
+    async fn round(&self, discovered: &[SocketAddr]) {
+        let fleet = &self.fleet;
+        let old = fleet.view();
+        let mut members: BTreeMap<SocketAddr, Member> =
+            old.members.iter().map(|m| (m.addr, m.clone())).collect();
+        let now = SystemTime::now();
+        if fleet.discover.is_some() {
+            let statics: Vec<SocketAddr> = fleet.statics.iter().map(|(_, a)| *a).collect();
+            members.retain(|a, _| discovered.contains(a) || statics.contains(a));
+            for addr in discovered {
+                members.entry(*addr).or_insert_with(|| Member {
+                    addr: *addr,
+                    name: None,
+                    // A discovered address joins once a probe says it is ready.
+                    up: false,
+                    is_self: false,
+                    oks: 0,
+                    fails: 0,
+                    since: now,
+                    last_error: None,
+                });
+            }
+        }
+        // In static mode this node knows itself; DNS members are all probed,
+        // and the one answering with this node's name is this node.
+        let targets: Vec<SocketAddr> = members
+            .values()
+            .filter(|m| !(m.is_self && fleet.discover.is_none()))
+            .map(|m| m.addr)
+            .collect();
+        let probes = futures::future::join_all(targets.iter().map(|a| probe(fleet, *a))).await;
+        for (addr, result) in targets.iter().zip(probes) {
+            let Some(m) = members.get_mut(addr) else {
+                continue;
+            };
+            match result {
+                Probe::Ready(name) => {
+                    m.is_self = name == fleet.node;
+                    m.name = Some(name);
+                    m.oks += 1;
+                    m.fails = 0;
+                    m.last_error = None;
+                    if !m.up && m.oks >= fleet.health.healthy_threshold {
+                        m.up = true;
+                        m.since = now;
+                    }
+                }
+                Probe::Failed(why) => {
+                    m.fails += 1;
+                    m.oks = 0;
+                    m.last_error = Some(why);
+                    if m.up && m.fails >= fleet.health.unhealthy_threshold {
+                        m.up = false;
+                        m.since = now;
+                    }
+                }
+            }
+        }
+        let changed = members.len() != old.members.len()
+            || old.members.iter().any(|o| {
+                members
+                    .get(&o.addr)
+                    .is_none_or(|m| m.up != o.up || m.is_self != o.is_self || m.name != o.name)
+            });
+        for m in members.values() {
+            let before = old.member(m.addr);
+            if before.is_none_or(|b| b.up != m.up) {
+                let name = m.name.as_deref().unwrap_or("?");
+                if m.up {
+                    log::info!(
+                        "fleet: {name} ({}) is up{}",
+                        m.addr,
+                        if m.is_self { " (this node)" } else { "" }
+                    );
+                } else if before.is_some() {
+                    log::warn!(
+                        "fleet: {name} ({}) is down: {}",
+                        m.addr,
+                        m.last_error.as_deref().unwrap_or("no answer")
+                    );
+                }
+                metrics::FLEET_MEMBERSHIP_CHANGES
+                    .with_label_values(&[if m.up { "up" } else { "down" }])
+                    .inc();
+            }
+        }
+        if changed {
+            let view = View::new(members);
+            log::info!(
+                "fleet: ring has {} live node(s) of {}",
+                view.ring_size,
+                view.members.len()
+            );
+            fleet.replace_view(view);
+        }
+    }
+}
+
+async fn probe(fleet: &Fleet, addr: SocketAddr) -> Probe {
+    match client::call(fleet, addr, "GET", PROBE_PATH, fleet.health.timeout).await {
+        Ok((200, body)) => {
+            let name = String::from_utf8_lossy(&body).trim().to_string();
+            if name.is_empty() {
+                Probe::Failed("probe answered without a node name".into())
+            } else {
+                Probe::Ready(name)
+            }
+        }
+        Ok((status, _)) => Probe::Failed(format!("probe answered {status}")),
+        Err(e) => Probe::Failed(e),
+    }
+}
