@@ -132,12 +132,7 @@ pub(super) fn failed_to_connect(
     ctx: &mut RequestCtx,
     mut e: Box<Error>,
 ) -> Box<Error> {
-    let hop = snap
-        .edge
-        .fleet
-        .as_deref()
-        .is_some_and(|f| super::fleet::hop_failed(f, ctx, &e.to_string()));
-    if hop || super::fleet::parent_failed(snap, ctx) {
+    if super::fleet::attempt_failed(snap, ctx, &e) {
         // The next owner or parent, or the origin: nothing was sent.
         e.set_retry(true);
         return e;
@@ -195,18 +190,14 @@ pub(super) fn failed_after_sending(
         e.set_retry(false);
         return e;
     };
-    if e.esource() == &ErrorSource::Upstream && !ctx.upstream.answered {
-        let hop = snap
-            .edge
-            .fleet
-            .as_deref()
-            .is_some_and(|f| super::fleet::hop_failed(f, ctx, &e.to_string()));
-        if hop || super::fleet::parent_failed(snap, ctx) {
-            // Only GET and HEAD are sharded or shielded: the next owner or
-            // parent, or the origin.
-            e.set_retry(true);
-            return e;
-        }
+    if e.esource() == &ErrorSource::Upstream
+        && !ctx.upstream.answered
+        && super::fleet::attempt_failed(snap, ctx, &e)
+    {
+        // Only GET and HEAD are sharded or shielded: the next owner or
+        // parent, or the origin.
+        e.set_retry(true);
+        return e;
     }
     let pool = snap.edge.pools.get(route.upstream);
     let from_origin = e.esource() == &ErrorSource::Upstream;

@@ -228,9 +228,24 @@ pub(super) fn next_parent(
     }
 }
 
+/// A failed attempt at a peer or a parent: handled here (the caller
+/// retries) when it was one. `true` then.
+pub(super) fn attempt_failed(
+    snap: &crate::runtime::Snapshot,
+    ctx: &mut RequestCtx,
+    e: &pingora::Error,
+) -> bool {
+    let hop = snap
+        .edge
+        .fleet
+        .as_deref()
+        .is_some_and(|f| hop_failed(f, ctx, &e.to_string()));
+    hop || parent_failed(snap, ctx)
+}
+
 /// An attempt at a shield node failed: it is not tried again for this
 /// request; the next parent, or the origin, is. `true` when it was a parent.
-pub(super) fn parent_failed(snap: &crate::runtime::Snapshot, ctx: &mut RequestCtx) -> bool {
+fn parent_failed(snap: &crate::runtime::Snapshot, ctx: &mut RequestCtx) -> bool {
     let Target::Parent(addr) = ctx.fleet.target else {
         return false;
     };
@@ -255,7 +270,7 @@ pub(super) fn parent_failed(snap: &crate::runtime::Snapshot, ctx: &mut RequestCt
 /// An attempt at a peer failed (connect error, reset, timeout, garbage):
 /// the peer leaves the ring until a probe brings it back, and the request
 /// goes on to the next owner or the origin. `true` when it was a peer.
-pub(super) fn hop_failed(fleet: &Fleet, ctx: &mut RequestCtx, why: &str) -> bool {
+fn hop_failed(fleet: &Fleet, ctx: &mut RequestCtx, why: &str) -> bool {
     let Target::Peer(addr) = ctx.fleet.target else {
         return false;
     };

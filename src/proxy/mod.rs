@@ -428,27 +428,14 @@ impl ProxyHttp for Edge {
         let Some(route) = ctx.route.map(|i| self.snap.edge.router.get(i)) else {
             return Ok(());
         };
-        if ctx.fleet.target != fleet::Target::Origin {
-            // The owner (or the shield) routes, rewrites and filters the
-            // request itself.
-            if let Some(client) = &ctx.client {
-                let host = request_host(session.req_header());
-                self.snap.edge.forwarding.upstream_request(
-                    upstream_request,
-                    client,
-                    host,
-                    &ctx.request_id,
-                )?;
-            }
-            // As from an origin: one identity copy, encoded per client here.
-            compression::upstream_request(upstream_request, route.compression)?;
-            return fleet::mark_hop(self.snap.edge.fleet.as_deref(), upstream_request);
-        }
+        // A hop to the owner or a shield keeps the target: that node routes,
+        // rewrites and filters the request itself.
+        let to_origin = ctx.fleet.target == fleet::Target::Origin;
         let target = upstream_request
             .uri
             .path_and_query()
             .map_or("/", |pq| pq.as_str());
-        if let Some(new_target) = route.rewrite_target(target) {
+        if let Some(new_target) = route.rewrite_target(target).filter(|_| to_origin) {
             let uri = new_target.parse::<http::Uri>().map_err(|e| {
                 Error::because(ErrorType::InternalError, "rewritten target is not a URI", e)
             })?;
@@ -463,7 +450,11 @@ impl ProxyHttp for Edge {
                 &ctx.request_id,
             )?;
         }
+        // As from an origin: one identity copy, encoded per client here.
         compression::upstream_request(upstream_request, route.compression)?;
+        if !to_origin {
+            return fleet::mark_hop(self.snap.edge.fleet.as_deref(), upstream_request);
+        }
         if let Some(route_cache) = &route.cache {
             caching::upstream_request(upstream_request, route_cache)?;
         }
