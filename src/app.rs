@@ -101,10 +101,15 @@ pub(crate) fn build(opt: Opt, snap: Snapshot) -> Server {
     }
 
     if let Some(fleet) = &snap.edge.fleet {
+        if let Some(c) = cache.filter(|c| c.has_disk()) {
+            // Nothing from disk until the purges missed while down are applied.
+            c.hold_disk();
+        }
         server.add_service(GenBackgroundService::new(
             "parapet fleet membership".to_string(),
             Arc::new(crate::fleet::MembershipService {
                 fleet: fleet.clone(),
+                cache,
             }),
         ));
     }

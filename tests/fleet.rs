@@ -349,3 +349,76 @@ fn a_parent_shield_takes_the_misses_and_the_origin_is_the_fallback() {
     assert_eq!(r.status, 502, "parent_fallback: error protects the origin");
     assert_eq!(origin.hits(), 2);
 }
+
+/// A node that was down during a purge catches up when it comes back, before
+/// its disk tier serves anything: the purged object is never served again.
+#[test]
+fn a_node_down_during_a_purge_does_not_serve_the_purged_object() {
+    let origin = Origin::start("o");
+    let ports: Vec<Ports> = (0..3).map(|_| Ports::new()).collect();
+    let disks: Vec<std::path::PathBuf> = (0..3)
+        .map(|i| temp_dir(&format!("parapet-fleet-disk{i}")))
+        .collect();
+    let config = |i: usize| {
+        format!(
+            "{}cache:\n  disk: {{path: \"{}\", max_size: 64MiB}}\n",
+            node_config(i, &ports, &origin, "also_local", None),
+            disks[i].display()
+        )
+    };
+    let mut nodes: Vec<Parapet> = (0..3)
+        .map(|i| Parapet::start_with(&ports[i], &config(i)))
+        .collect();
+    let versioned = |p: &Parapet, v: &str| {
+        p.get(
+            "/doc",
+            &[
+                ("X-Respond", "Cache-Control: max-age=600"),
+                ("X-Version", v),
+            ],
+        )
+    };
+    for p in &nodes {
+        assert_eq!(versioned(p, "1").status, 200);
+    }
+    let on_disk = |p: &Parapet| {
+        metric(
+            &p.metrics(),
+            "parapet_cache_stored_objects",
+            "tier=\"disk\"",
+        )
+    };
+    wait_until(DEADLINE, "node 2 keeps the object on disk", || {
+        on_disk(&nodes[2]) == Some(1.0)
+    });
+    nodes[2].signal(SIGTERM);
+    assert!(nodes[2].wait_exit(DEADLINE).is_some());
+    for p in &nodes[..2] {
+        wait_until(DEADLINE, "node 2 left the ring", || {
+            p.metrics().contains("parapet_fleet_ring_members 2\n")
+        });
+    }
+    let r = request(
+        nodes[0].admin_addr(),
+        "POST",
+        "/purge?url=http://localhost/doc",
+        &[("Authorization", "Bearer admin-token-0123")],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("\"nodes\""), "{}", r.text());
+    // Node 2 comes back with its disk, which still holds the object.
+    nodes[2] = Parapet::start_with(&ports[2], &config(2));
+    let r = versioned(&nodes[2], "2");
+    assert_eq!(r.status, 200);
+    assert!(
+        r.text().contains("h:x-version=2"),
+        "the purged copy was served: {}\n{:?}",
+        r.text(),
+        r.header("cache-status")
+    );
+    for d in disks {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}

@@ -1,7 +1,6 @@
 //! `POST /purge?url=URL|prefix=URL|tag=KEY[&soft=1]` with
 //! `Authorization: Bearer TOKEN`. Answers `{"purged": N}`.
 
-use crate::cache::purge::{self, Selector};
 use crate::cache::CacheRuntime;
 use http::StatusCode;
 
@@ -36,59 +35,8 @@ pub(super) fn authorized(
     }
 }
 
-fn percent_decode(s: &str) -> Result<String, String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' => {
-                let hex = b.get(i + 1..i + 3).ok_or("truncated %-escape")?;
-                let hex = std::str::from_utf8(hex).map_err(|_| "bad %-escape")?;
-                out.push(u8::from_str_radix(hex, 16).map_err(|_| "bad %-escape")?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).map_err(|_| "not UTF-8".to_string())
-}
-
-/// Parses the query into a selector and the soft flag.
-pub(super) fn parse_query(query: &str) -> Result<(Selector, bool), String> {
-    let mut selector = None;
-    let mut soft = false;
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let v = percent_decode(v)?;
-        let s = match k {
-            "url" => Selector::Url(purge::normalize_url(&v)?),
-            "prefix" => Selector::Prefix(purge::normalize_url(&v)?),
-            "tag" if !v.is_empty() => Selector::Tag(v),
-            "soft" => {
-                soft = matches!(v.as_str(), "1" | "true" | "yes");
-                continue;
-            }
-            _ => return Err(format!("unknown or empty parameter {k:?}")),
-        };
-        if selector.replace(s).is_some() {
-            return Err("give exactly one of url, prefix, tag".into());
-        }
-    }
-    selector
-        .map(|s| (s, soft))
-        .ok_or_else(|| "give one of url, prefix, tag".into())
-}
-
-/// Applies a purge to this node's cache; how many objects it touched. Disk
-/// work runs on a blocking thread.
+/// Applies a purge to this node's cache (and records it in the purge log);
+/// how many objects it touched. Disk work runs on a blocking thread.
 pub(crate) async fn purge_local(
     cache: Option<&'static CacheRuntime>,
     query: &str,
@@ -99,18 +47,10 @@ pub(crate) async fn purge_local(
             "no route caches: nothing to purge\n".into(),
         ));
     };
-    let (selector, soft) =
-        parse_query(query).map_err(|e| (StatusCode::BAD_REQUEST, format!("{e}\n")))?;
-    let n = tokio::task::spawn_blocking(move || cache.purge(&selector, soft))
+    cache
+        .purge_query(query)
         .await
-        .map_err(|e| {
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("purge failed: {e}\n"),
-            )
-        })?;
-    log::info!("purge {query:?}: {n} object(s)");
-    Ok(n)
+        .map_err(|e| (StatusCode::BAD_REQUEST, format!("{e}\n")))
 }
 
 /// Runs a purge request on this node and, in a fleet, on every live peer;
@@ -167,6 +107,7 @@ fn json_string(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::purge::{parse_query, Selector};
 
     #[test]
     fn tokens_and_queries() {

@@ -21,6 +21,7 @@ mod memory;
 mod meta_fields;
 pub mod policy;
 pub(crate) mod purge;
+pub(crate) mod purge_log;
 mod sf_dictionary;
 pub(crate) mod status;
 
@@ -286,6 +287,8 @@ pub(crate) struct CacheRuntime {
     eviction: &'static LruManager<16>,
     lock: &'static CacheKeyLockImpl,
     settings: CacheSettings,
+    /// Purges applied here, for fleet peers that missed them.
+    purges: purge_log::PurgeLog,
 }
 
 impl CacheRuntime {
@@ -321,12 +324,18 @@ impl CacheRuntime {
             4096, None,
         )));
         let storage = Box::leak(Box::new(Tiered::new(memory, disk, eviction)));
+        let purges = purge_log::PurgeLog::open(
+            disk.is_some()
+                .then(|| settings.disk.as_ref().map(|(p, _)| p.clone()))
+                .flatten(),
+        );
         Box::leak(Box::new(CacheRuntime {
             predictor,
             storage,
             eviction,
             lock,
             settings,
+            purges,
         }))
     }
 
@@ -352,6 +361,43 @@ impl CacheRuntime {
     /// after a successful unsafe request, RFC 9111 §4.4).
     pub(crate) async fn invalidate(&'static self, key: &CacheKey) -> bool {
         self.storage.invalidate(&key.to_compact()).await
+    }
+
+    /// Whether this cache has a disk tier (objects that outlive the process).
+    pub(crate) fn has_disk(&self) -> bool {
+        self.settings.disk.is_some()
+    }
+
+    /// Keeps lookups off the disk tier until [`CacheRuntime::release_disk`]:
+    /// a fleet node catches up on the purges it missed first.
+    pub(crate) fn hold_disk(&self) {
+        self.storage.hold_disk(true);
+    }
+
+    pub(crate) fn release_disk(&self) {
+        self.storage.hold_disk(false);
+    }
+
+    /// The purge log (see [`purge_log`]).
+    pub(crate) fn purges(&self) -> &purge_log::PurgeLog {
+        &self.purges
+    }
+
+    /// Applies a purge given as the admin API's query (`url=`, `prefix=`,
+    /// `tag=`, `soft=1`) and records it in the purge log; how many objects
+    /// it touched. Disk work runs on a blocking thread.
+    pub(crate) async fn purge_query(&'static self, query: &str) -> Result<usize, String> {
+        let (selector, soft) = purge::parse_query(query)?;
+        let recorded = query.to_string();
+        let n = tokio::task::spawn_blocking(move || {
+            let n = self.purge(&selector, soft);
+            self.purges.record(&recorded);
+            n
+        })
+        .await
+        .map_err(|e| format!("purge failed: {e}"))?;
+        log::info!("purge {query:?}: {n} object(s)");
+        Ok(n)
     }
 
     /// An admin purge over every tier; how many objects it touched. Blocking

@@ -52,6 +52,57 @@ impl Selector {
     }
 }
 
+fn percent_decode(s: &str) -> Result<String, String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = b.get(i + 1..i + 3).ok_or("truncated %-escape")?;
+                let hex = std::str::from_utf8(hex).map_err(|_| "bad %-escape")?;
+                out.push(u8::from_str_radix(hex, 16).map_err(|_| "bad %-escape")?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).map_err(|_| "not UTF-8".to_string())
+}
+
+/// Parses the query into a selector and the soft flag.
+pub(crate) fn parse_query(query: &str) -> Result<(Selector, bool), String> {
+    let mut selector = None;
+    let mut soft = false;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = percent_decode(v)?;
+        let s = match k {
+            "url" => Selector::Url(normalize_url(&v)?),
+            "prefix" => Selector::Prefix(normalize_url(&v)?),
+            "tag" if !v.is_empty() => Selector::Tag(v),
+            "soft" => {
+                soft = matches!(v.as_str(), "1" | "true" | "yes");
+                continue;
+            }
+            _ => return Err(format!("unknown or empty parameter {k:?}")),
+        };
+        if selector.replace(s).is_some() {
+            return Err("give exactly one of url, prefix, tag".into());
+        }
+    }
+    selector
+        .map(|s| (s, soft))
+        .ok_or_else(|| "give one of url, prefix, tag".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

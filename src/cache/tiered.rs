@@ -35,6 +35,9 @@ pub(crate) struct Tiered {
     memory: &'static MemoryTier,
     disk: Option<&'static DiskTier>,
     eviction: &'static LruManager<16>,
+    /// While set, lookups do not read the disk tier (a fleet node catching
+    /// up on purges it missed while down).
+    disk_held: std::sync::atomic::AtomicBool,
 }
 
 fn slot(key: &impl CacheHashKey) -> u128 {
@@ -51,6 +54,7 @@ impl Tiered {
             memory,
             disk,
             eviction,
+            disk_held: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -123,10 +127,19 @@ impl Tiered {
     }
 
     /// Reads `slot` from disk and promotes it into memory.
+    /// Keeps lookups off the disk tier (`true`) or lets them read it.
+    pub(crate) fn hold_disk(&self, held: bool) {
+        self.disk_held
+            .store(held, std::sync::atomic::Ordering::Release);
+    }
+
     async fn promote(&'static self, key: &CacheKey, trace: &SpanHandle) -> Result<bool> {
         let Some(disk) = self.disk else {
             return Ok(false);
         };
+        if self.disk_held.load(std::sync::atomic::Ordering::Acquire) {
+            return Ok(false);
+        }
         let slot = slot(key);
         if !disk.contains(slot) {
             return Ok(false);

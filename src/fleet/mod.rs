@@ -40,6 +40,9 @@ pub(crate) const CONTROL_PREFIX: &str = "/.well-known/parapet/";
 pub(crate) const PROBE_PATH: &str = "/.well-known/parapet/fleet";
 /// `POST` with the admin purge query: a purge fanned out by another node.
 pub(crate) const PURGE_PATH: &str = "/.well-known/parapet/purge";
+/// `GET ?since=MS`: the purges this node applied since then, one `MS QUERY`
+/// a line, for a peer catching up after it was down.
+pub(crate) const PURGES_PATH: &str = "/.well-known/parapet/purges";
 
 const CDN_LOOP: http::HeaderName = http::HeaderName::from_static("cdn-loop");
 

@@ -16,6 +16,9 @@ use std::time::{Instant, SystemTime};
 
 pub(crate) struct MembershipService {
     pub(crate) fleet: Arc<Fleet>,
+    /// With a disk tier, held off lookups until the purges missed while this
+    /// node was down are applied (see [`catch_up`]).
+    pub(crate) cache: Option<&'static crate::cache::CacheRuntime>,
 }
 
 /// What one probe found.
@@ -33,6 +36,7 @@ impl BackgroundService for MembershipService {
         let mut next_resolve = Instant::now();
         let mut discovered: Vec<SocketAddr> = Vec::new();
         let mut resolve_failures = 0u64;
+        let mut caught_up = false;
         loop {
             if let Some((name, every)) = &fleet.discover {
                 if Instant::now() >= next_resolve {
@@ -64,6 +68,13 @@ impl BackgroundService for MembershipService {
                 }
             }
             self.round(&discovered).await;
+            if !caught_up {
+                caught_up = true;
+                if let Some(cache) = self.cache.filter(|c| c.has_disk()) {
+                    catch_up(fleet, cache).await;
+                    cache.release_disk();
+                }
+            }
             tokio::select! {
                 _ = tokio::time::sleep(fleet.health.interval) => {}
                 _ = shutdown.changed() => return,
@@ -160,15 +171,16 @@ impl MembershipService {
                     .inc();
             }
         }
+        // Swapped every round: the probe counters live in the view.
+        let view = View::new(members);
         if changed {
-            let view = View::new(members);
             log::info!(
                 "fleet: ring has {} live node(s) of {}",
                 view.ring_size,
                 view.members.len()
             );
-            fleet.replace_view(view);
         }
+        fleet.replace_view(view);
     }
 }
 
@@ -184,5 +196,57 @@ async fn probe(fleet: &Fleet, addr: SocketAddr) -> Probe {
         }
         Ok((status, _)) => Probe::Failed(format!("probe answered {status}")),
         Err(e) => Probe::Failed(e),
+    }
+}
+
+/// A node that comes back with its disk tier asks its live peers for the
+/// purges applied since its own last one, and applies those it has not
+/// seen, before the disk tier serves anything: an object purged while the
+/// node was down is never served again. Peers that cannot answer are
+/// skipped (logged); with no live peer there is nothing to catch up on.
+async fn catch_up(fleet: &Fleet, cache: &'static crate::cache::CacheRuntime) {
+    use crate::cache::purge_log;
+    let mine = cache.purges().latest_ms();
+    // A minute of slack for clocks and for purges still being fanned out.
+    let since = mine.saturating_sub(60_000);
+    let target = format!("{}?since={since}", super::PURGES_PATH);
+    let view = fleet.view();
+    let mut queries: Vec<String> = Vec::new();
+    for m in view.live_peers() {
+        match client::call(
+            fleet,
+            m.addr,
+            "GET",
+            &target,
+            std::time::Duration::from_secs(5),
+        )
+        .await
+        {
+            Ok((200, body)) => {
+                for entry in String::from_utf8_lossy(&body)
+                    .lines()
+                    .filter_map(purge_log::parse)
+                {
+                    if entry.at_ms > mine && !queries.contains(&entry.query) {
+                        queries.push(entry.query);
+                    }
+                }
+            }
+            Ok((status, _)) => {
+                log::warn!("fleet: purge catch-up from {}: answered {status}", m.addr)
+            }
+            Err(e) => log::warn!("fleet: purge catch-up from {}: {e}", m.addr),
+        }
+    }
+    for q in &queries {
+        if let Err(e) = cache.purge_query(q).await {
+            log::warn!("fleet: purge catch-up: {q:?}: {e}");
+        }
+    }
+    if !queries.is_empty() {
+        log::info!(
+            "fleet: caught up on {} purge(s) missed while down",
+            queries.len()
+        );
     }
 }

@@ -124,6 +124,17 @@ async fn control(
             ),
             Err((status, why)) => (status.as_u16(), why),
         }
+    } else if path == crate::fleet::PURGES_PATH {
+        let since = req
+            .uri
+            .query()
+            .and_then(|q| q.strip_prefix("since="))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        (
+            200,
+            cache.map(|c| c.purges().since(since)).unwrap_or_default(),
+        )
     } else {
         (404, "no such fleet endpoint\n".to_string())
     };
