@@ -1168,6 +1168,21 @@ pub fn run_parapet(args: &[&str]) -> Output {
         .expect("run parapet")
 }
 
+/// `parapet -t -c FILE` on `yaml` (written as is to a temp file): whether it
+/// exited 0, its stdout and its stderr.
+pub fn check_config(yaml: &str) -> (bool, String, String) {
+    let dir = temp_dir("parapet-check");
+    let file = dir.join("c.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let out = run_parapet(&["-t", "-c", file.to_str().unwrap()]);
+    let _ = std::fs::remove_dir_all(&dir);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// A counter or gauge with exactly these labels (`a="1",b="2"`, in the
 /// order Prometheus prints them) from `/metrics` text.
 pub fn metric(text: &str, name: &str, labels: &str) -> Option<f64> {
