@@ -26,6 +26,7 @@
 //!     health_check: {kind: http, path: /healthz, interval: 200ms, timeout: 500ms,
 //!                    healthy_threshold: 1, unhealthy_threshold: 1}   # kind: http|tcp
 //!     retries: 2
+//!     discovery: {interval: 200ms, resolver: "127.0.0.1:PORT"}   # DNS re-resolution
 //! routes:
 //!   - match: {host: example.com, path_prefix: /api}
 //!     upstream: NAME
