@@ -11,9 +11,9 @@
 //! `HttpPeer::new` panics on an address it cannot resolve, so it is only ever
 //! handed a `SocketAddr`). Without `discovery` that is the only time, and a
 //! name that does not resolve is a config error. With it they are resolved
-//! again in the background and the pool follows ([`discovery`]); the
+//! again in the background and the pool follows (`discovery.rs`); the
 //! pool-side view of its backends (labels, SNI, counters) is a set swapped
-//! whole on each change ([`members`]).
+//! whole on each change (`members.rs`).
 
 mod discovery;
 mod hash_key;
