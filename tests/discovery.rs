@@ -432,3 +432,36 @@ fn without_a_resolver_the_system_configuration_is_used() {
     assert!(ok, "{stderr}");
     assert!(!stderr.contains("warning"), "{stderr}");
 }
+
+#[test]
+fn a_name_that_does_not_resolve_does_not_stop_a_reload() {
+    // The supervisor checks a config inside its runtime before handing over:
+    // lookups at load must work there too.
+    let dns = Dns::start();
+    let (port, _o) = origins(&["one"]);
+    let ports = Ports::new();
+    let backends = format!("{{address: \"127.0.0.1:{port}\"}}, {{address: \"late.test:{port}\"}}");
+    let yaml = |n: usize| {
+        config(&ports, &dns, &backends, "").replace(
+            "  - upstream: app\n",
+            &format!(
+                "  - upstream: app\n    response_headers: {{set: {{X-Generation: \"{n}\"}}}}\n"
+            ),
+        )
+    };
+    let generation = |edge: &Parapet| {
+        request(edge.addr(), "GET", "/", &[], b"")
+            .ok()
+            .and_then(|r| r.header("x-generation").map(str::to_string))
+    };
+    let mut edge = Parapet::supervise_with(&ports, &yaml(1));
+    assert_eq!(generation(&edge).as_deref(), Some("1"));
+    edge.write_config(&yaml(2));
+    edge.signal(SIGHUP);
+    wait_until(DEADLINE, "generation 2 serving", || {
+        generation(&edge).as_deref() == Some("2")
+    });
+    let logs = edge.logs();
+    assert!(!logs.contains("reload refused"), "{logs}");
+    assert!(logs.contains("does not resolve yet"), "{logs}");
+}
