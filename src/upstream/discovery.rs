@@ -74,9 +74,8 @@ impl DiscoveryPlan {
                 Duration::ZERO
             }
         };
-        let system = || hickory_resolver::system_conf::read_system_conf();
         let (config, mut opts) = match cfg.resolver.as_deref().map(parse_resolver) {
-            None => match system() {
+            None => match hickory_resolver::system_conf::read_system_conf() {
                 Ok(conf) => conf,
                 Err(e) => {
                     errs.push(
@@ -110,8 +109,9 @@ impl DiscoveryPlan {
         })
     }
 
-    /// A resolver for these settings. Building one does no I/O; its lookups
-    /// run on the runtime that polls them.
+    /// A resolver for these settings. Building one reads at most the hosts
+    /// file (while the config loads); its lookups run on the runtime that
+    /// polls them.
     fn resolver(&self) -> TokioResolver {
         TokioResolver::builder_with_config(self.config.clone(), TokioConnectionProvider::default())
             .with_options(self.opts.clone())
