@@ -6,7 +6,7 @@
 //! * the proxy, once for plain and TLS listeners and once for `h2c` listeners
 //!   (h2c is a property of a Pingora proxy service, not of a listener);
 //! * the admin listener;
-//! * one health-check loop per pool that has a health check;
+//! * one background service per pool with a health check or DNS discovery;
 //! * the phase watcher that flips `/readyz` when draining.
 
 use crate::admin::AdminApp;
@@ -94,8 +94,8 @@ pub(crate) fn build(opt: Opt, snap: Snapshot) -> Server {
     }
 
     for pool in snap.edge.pools.iter() {
-        pool.seed_health_metrics();
-        if let Some(service) = pool.health_service() {
+        pool.seed_metrics();
+        if let Some(service) = pool.background_service() {
             server.add_boxed_service(service);
         }
     }

@@ -62,10 +62,16 @@ pub fn main() -> i32 {
         }
     };
     if opt.test {
+        for w in snap.warnings() {
+            eprintln!("parapet: {}: warning: {w}", path.display());
+        }
         println!("parapet: configuration file {} is OK", path.display());
         return 0;
     }
     init_logging();
+    for w in snap.warnings() {
+        log::warn!("{}: {w}", path.display());
+    }
     metrics::init();
     // Pingora would try to read `conf` as its own YAML; we hand it our ServerConf.
     let opt = Opt { conf: None, ..opt };

@@ -9,7 +9,7 @@
 //! | client identity, request id  | [`forwarding`] (trusted proxies: [`cidr`]) |
 //! | refuse ambiguous requests    | [`filters`]                              |
 //! | `(host, path)` → route       | [`routing`]                              |
-//! | route → healthy backend      | [`upstream`] (selection, health, retry)  |
+//! | route → healthy backend      | [`upstream`] (selection, health, DNS discovery, retry) |
 //! | cache policy, key, storage   | [`cache`]                                |
 //! | the `ProxyHttp` hooks        | [`proxy`] (orchestration only)           |
 //! | metrics                      | [`metrics`]                              |

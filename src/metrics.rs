@@ -92,6 +92,30 @@ pub(crate) static BACKEND_HEALTH_CHANGES: LazyLock<IntCounterVec> = LazyLock::ne
     .unwrap()
 });
 
+/// Resolutions of a pool's host names that failed or came back empty (DNS
+/// service discovery, `upstreams.NAME.discovery`); the pool keeps the
+/// name's last good addresses. Counted per name and round, and for names
+/// that did not resolve when the config loaded.
+pub(crate) static DISCOVERY_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "parapet_upstream_discovery_failures_total",
+        "Host-name resolutions of a discovery pool that failed or were empty (last good addresses kept).",
+        &["upstream"]
+    )
+    .unwrap()
+});
+
+/// Backends a discovery pool currently has: its literal addresses plus every
+/// address its host names resolve to.
+pub(crate) static DISCOVERED_BACKENDS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        "parapet_upstream_discovered_backends",
+        "Backends of a discovery pool after its latest resolution.",
+        &["upstream"]
+    )
+    .unwrap()
+});
+
 /// Open downstream (client) connections.
 pub(crate) static DOWNSTREAM_CONNECTIONS: LazyLock<IntGauge> = LazyLock::new(|| {
     register_int_gauge!(
@@ -433,6 +457,8 @@ pub(crate) fn init() {
     LazyLock::force(&UPSTREAM_RETRIES);
     LazyLock::force(&BACKEND_HEALTHY);
     LazyLock::force(&BACKEND_HEALTH_CHANGES);
+    LazyLock::force(&DISCOVERY_FAILURES);
+    LazyLock::force(&DISCOVERED_BACKENDS);
     LazyLock::force(&DOWNSTREAM_CONNECTIONS);
     LazyLock::force(&DOWNSTREAM_CONNECTIONS_TOTAL);
     LazyLock::force(&TLS_HANDSHAKES);

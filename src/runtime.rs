@@ -171,6 +171,12 @@ impl Snapshot {
         }
     }
 
+    /// What the config says that is no error but should be heard, each with
+    /// its YAML path: a name of a discovery pool that does not resolve yet.
+    pub fn warnings(&self) -> impl Iterator<Item = &config::ConfigError> {
+        self.edge.pools.warnings()
+    }
+
     /// Builds from a schema-checked config; every semantic error at once.
     pub fn build(raw: &RawConfig) -> Result<Snapshot, ConfigErrors> {
         Snapshot::build_from(raw, None)

@@ -3,20 +3,8 @@
 
 mod support;
 
+use support::check_config as check;
 use support::*;
-
-fn check(yaml: &str) -> (bool, String, String) {
-    let dir = temp_dir("parapet-check");
-    let file = dir.join("c.yaml");
-    std::fs::write(&file, yaml).unwrap();
-    let out = run_parapet(&["-t", "-c", file.to_str().unwrap()]);
-    let _ = std::fs::remove_dir_all(&dir);
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 #[test]
 fn shipped_configs_are_valid() {

@@ -145,7 +145,7 @@ pub(crate) fn gather(snap: &Snapshot) -> Overview {
         .iter()
         .map(|pool| {
             let backends: Vec<BackendView> = pool
-                .backends
+                .backends()
                 .iter()
                 .map(|b| BackendView {
                     backend: b.label.clone(),

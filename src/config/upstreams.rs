@@ -62,6 +62,31 @@ pub struct UpstreamConfig {
     pub tls: Option<UpstreamTlsConfig>,
     #[serde(default)]
     pub protocol: UpstreamProtocol,
+    /// Re-resolve host-name backends in the background (off: names are
+    /// resolved once, when the config loads).
+    pub discovery: Option<DiscoveryConfig>,
+}
+
+/// `upstreams.NAME.discovery`: DNS service discovery for the pool's
+/// host-name backends.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiscoveryConfig {
+    /// How often every host name is resolved again; also the longest time a
+    /// record is cached, whatever its TTL.
+    pub interval: String,
+    /// The DNS server asked (`ip:port`, or `ip` for port 53); default: the
+    /// system's (`/etc/resolv.conf`, with `/etc/hosts` first).
+    pub resolver: Option<String>,
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> Self {
+        DiscoveryConfig {
+            interval: "5s".into(),
+            resolver: None,
+        }
+    }
 }
 
 fn default_retries() -> usize {
@@ -83,7 +108,8 @@ pub enum Selection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackendConfig {
-    /// `host:port`; a host name is resolved when the config is loaded.
+    /// `host:port`; a host name is resolved when the config is loaded, and
+    /// again every `discovery.interval` when the pool has `discovery`.
     pub address: String,
     #[serde(default = "default_weight")]
     pub weight: usize,

@@ -10,8 +10,6 @@ use pingora::http::RequestHeader;
 use pingora::lb::health_check::{HealthCheck, HealthObserve, HttpHealthCheck, TcpHealthCheck};
 use pingora::lb::Backend;
 use pingora::{Error, ErrorType};
-use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 /// A validated health-check plan for one pool.
@@ -135,8 +133,9 @@ impl HealthPlan {
 /// Reports health transitions of one pool's backends to metrics and the log.
 pub struct HealthMetrics {
     pub upstream: String,
-    /// backend address → (label, region) as in the metrics.
-    pub labels: HashMap<SocketAddr, (String, String)>,
+    /// The pool's backends, for each address's label and region (they
+    /// change with discovery).
+    pub(super) members: super::members::Members,
 }
 
 #[async_trait]
@@ -145,11 +144,17 @@ impl HealthObserve for HealthMetrics {
         let Some(addr) = target.addr.as_inet().copied() else {
             return;
         };
-        let (label, region) = self
-            .labels
-            .get(&addr)
-            .cloned()
-            .unwrap_or_else(|| (addr.to_string(), String::new()));
+        // A backend discovery just removed is still found. An address the
+        // pool does not know is left unreported rather than labelled with
+        // something that is not in the config (labels stay bounded).
+        let Some((label, region)) = self
+            .members
+            .load()
+            .find(addr)
+            .map(|b| (b.label.clone(), b.region.clone()))
+        else {
+            return;
+        };
         metrics::BACKEND_HEALTHY
             .with_label_values(&[&self.upstream, &label, &region])
             .set(healthy as i64);

@@ -5,44 +5,44 @@
 //! Selection skips backends the health check marked down and backends this
 //! request already failed on, so a retry lands elsewhere; with consistent
 //! hashing a key whose backend is down moves to the next point on the ring and
-//! returns when the backend recovers. Backend addresses are resolved once, at
-//! load time: Pingora's `HttpPeer::new` panics on an address it cannot resolve,
-//! so it is only ever handed a `SocketAddr`.
+//! returns when the backend recovers.
+//!
+//! Backend host names are resolved when the config loads (Pingora's
+//! `HttpPeer::new` panics on an address it cannot resolve, so it is only ever
+//! handed a `SocketAddr`). Without `discovery` that is the only time, and a
+//! name that does not resolve is a config error. With it they are resolved
+//! again in the background and the pool follows (`discovery.rs`); the
+//! pool-side view of its backends (labels, SNI, counters) is a set swapped
+//! whole on each change (`members.rs`).
 
+mod discovery;
 mod hash_key;
 mod health;
+mod members;
 mod stats;
 
+pub use discovery::DiscoveryPlan;
 pub use hash_key::HashKey;
 pub use health::{HealthMetrics, HealthPlan};
+pub use members::{BackendInfo, BackendSet};
 pub use stats::BackendStats;
 
 use crate::config::units::parse_positive_duration;
-use crate::config::{ConfigErrors, Selection, UpstreamConfig};
+use crate::config::{ConfigError, ConfigErrors, Selection, UpstreamConfig};
 use crate::metrics;
+use arc_swap::ArcSwap;
+use discovery::{backends_of, DnsDiscovery, Entry};
 use futures_now::now_or_never;
+use members::Members;
 use pingora::lb::selection::{BackendIter, BackendSelection, Consistent, RoundRobin};
-use pingora::lb::{discovery, Backend, Backends, LoadBalancer};
+use pingora::lb::{discovery as lb_discovery, Backend, Backends, LoadBalancer};
 use pingora::services::background::GenBackgroundService;
 use pingora::services::ServiceWithDependents;
 use pingora::upstreams::peer::HttpPeer;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// One backend as configured, after resolution.
-#[derive(Debug, Clone)]
-pub struct BackendInfo {
-    pub addr: SocketAddr,
-    /// The address as written in the config (metrics label).
-    pub label: String,
-    pub weight: usize,
-    pub region: String,
-    /// Server name for TLS to this backend (empty without TLS).
-    pub sni: String,
-    pub stats: Arc<BackendStats>,
-}
 
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
@@ -67,9 +67,17 @@ pub struct Pool {
     /// No retry starts later than this after the request arrived.
     pub retry_deadline: Duration,
     pub timeouts: Timeouts,
-    pub backends: Vec<BackendInfo>,
+    /// The backends right now (fixed without discovery).
+    members: Members,
     pub health: Option<HealthPlan>,
-    max_iterations: usize,
+    /// How often host names are resolved again; `None` without discovery
+    /// (or with nothing to resolve).
+    discovery_interval: Option<Duration>,
+    /// Host names that did not resolve when the config loaded.
+    failed_at_load: usize,
+    /// What the config says that is not an error but should be heard (a
+    /// name that does not resolve yet), each with its YAML path.
+    warnings: Vec<ConfigError>,
     /// `parapet_upstream_requests_total` of this pool, resolved once.
     pub requests_metric: prometheus::IntCounter,
     /// `parapet_upstream_retries_total` of this pool, resolved once.
@@ -87,8 +95,11 @@ impl Pool {
         if cfg.backends.is_empty() {
             errs.push(at("backends"), "needs at least one backend");
         }
-        let mut backends = Vec::new();
-        let mut seen = BTreeMap::new();
+        let discovery = cfg
+            .discovery
+            .as_ref()
+            .and_then(|d| DiscoveryPlan::build(d, &at("discovery"), errs));
+        let mut entries = Vec::new();
         for (i, b) in cfg.backends.iter().enumerate() {
             let path = at(&format!("backends[{i}]"));
             if b.weight == 0 || b.weight > 1000 {
@@ -97,26 +108,46 @@ impl Pool {
                     format!("must be 1..=1000 (got {})", b.weight),
                 );
             }
-            match resolve(&b.address) {
-                Ok(addrs) => {
-                    for addr in addrs {
-                        if let Some(prev) = seen.insert(addr, i) {
-                            errs.push(
-                                format!("{path}.address"),
-                                format!("{addr} is already backends[{prev}]"),
-                            );
-                        }
-                        backends.push(BackendInfo {
-                            addr,
-                            label: b.address.clone(),
-                            weight: b.weight,
-                            region: b.region.clone().unwrap_or_default(),
-                            sni: String::new(),
-                            stats: Arc::default(),
-                        });
-                    }
+            let (host, port, addrs) = match parse_address(&b.address) {
+                Err(e) => {
+                    errs.push(format!("{path}.address"), e);
+                    continue;
                 }
-                Err(e) => errs.push(format!("{path}.address"), e),
+                Ok(Address::Ip(addr)) => (None, addr.port(), vec![addr]),
+                // Resolved below, all names of the pool at once.
+                Ok(Address::Name { host, port }) if cfg.discovery.is_some() => {
+                    (Some(host), port, Vec::new())
+                }
+                Ok(Address::Name { host, port }) => match resolve_once(&b.address, &host) {
+                    Ok(addrs) => (None, port, addrs),
+                    Err(e) => {
+                        errs.push(format!("{path}.address"), e);
+                        continue;
+                    }
+                },
+            };
+            entries.push(Entry {
+                index: i,
+                label: b.address.clone(),
+                host,
+                port,
+                weight: b.weight,
+                region: b.region.clone().unwrap_or_default(),
+                sni: String::new(),
+                addrs,
+            });
+        }
+        // Addresses fixed at load must be distinct; a discovered address that
+        // another entry has too goes to the first entry (see `backends_of`).
+        let mut seen = BTreeMap::new();
+        for e in entries.iter().filter(|e| e.host.is_none()) {
+            for addr in &e.addrs {
+                if let Some(prev) = seen.insert(*addr, e.index) {
+                    errs.push(
+                        at(&format!("backends[{}].address", e.index)),
+                        format!("{addr} is already backends[{prev}]"),
+                    );
+                }
             }
         }
         let hash_key = match (cfg.selection, cfg.hash_key.as_deref()) {
@@ -171,48 +202,58 @@ impl Pool {
         if errs.len() != before {
             return None;
         }
-        for b in &mut backends {
-            b.sni = transport.sni_for(&b.label);
+        for e in &mut entries {
+            e.sni = transport.sni_for(&e.label);
         }
-        let set: BTreeSet<Backend> = backends
-            .iter()
-            .map(|b| Backend {
-                addr: pingora::protocols::l4::socket::SocketAddr::Inet(b.addr),
-                weight: b.weight,
-                ext: Default::default(),
-            })
-            .collect();
+        // Names are looked up only for a config without errors: a file being
+        // fixed is not held up by DNS. A pool with nothing to look up needs
+        // no discovery.
+        let discovery = discovery.filter(|_| entries.iter().any(|e| e.host.is_some()));
+        let unresolved = match &discovery {
+            Some(plan) => plan.resolve_at_load(name, &mut entries),
+            None => Vec::new(),
+        };
+        let failed: Vec<usize> = unresolved.iter().map(|(i, _)| *i).collect();
+        let warnings = unresolved.into_iter().map(|(_, w)| w).collect();
+        let members: Members = Arc::new(ArcSwap::from_pointee(BackendSet::new(backends_of(
+            &entries,
+        ))));
         // One health check serves the whole pool, with one server name: the
         // first backend's. Backends with other names then get their chain
         // verified but not their name (see health.rs), rather than being
         // marked down for a name they were never meant to have.
         let health_tls = transport.is_tls().then(|| {
-            let first = backends.first().map(|b| b.sni.clone()).unwrap_or_default();
-            let one_name = backends.iter().all(|b| b.sni == first);
+            let first = entries.first().map(|e| e.sni.clone()).unwrap_or_default();
+            let one_name = entries.iter().all(|e| e.sni == first);
             (&transport, first, one_name)
         });
-        let observer = || HealthMetrics {
-            upstream: name.to_string(),
-            labels: backends
-                .iter()
-                .map(|b| (b.addr, (b.label.clone(), b.region.clone())))
-                .collect(),
+        let discovery_interval = discovery.as_ref().map(|d| d.interval);
+        let failed_at_load = failed.len();
+        let source = || -> Box<dyn lb_discovery::ServiceDiscovery + Send + Sync> {
+            match &discovery {
+                Some(plan) => Box::new(DnsDiscovery::new(
+                    name,
+                    plan,
+                    entries.clone(),
+                    &failed,
+                    members.clone(),
+                )),
+                None => lb_discovery::Static::new(members.load().to_pingora()),
+            }
+        };
+        let setup = LoadBalancerSetup {
+            health: health.as_ref(),
+            observer: HealthMetrics {
+                upstream: name.to_string(),
+                members: members.clone(),
+            },
+            tls: health_tls,
+            update_every: discovery_interval,
         };
         let balancer = match cfg.selection {
-            Selection::RoundRobin => Balancer::RoundRobin(Arc::new(load_balancer(
-                set,
-                health.as_ref(),
-                observer(),
-                health_tls.clone(),
-            ))),
-            Selection::ConsistentHash => Balancer::Hash(Arc::new(load_balancer(
-                set,
-                health.as_ref(),
-                observer(),
-                health_tls.clone(),
-            ))),
+            Selection::RoundRobin => Balancer::RoundRobin(Arc::new(load_balancer(source(), setup))),
+            Selection::ConsistentHash => Balancer::Hash(Arc::new(load_balancer(source(), setup))),
         };
-        let total_weight: usize = backends.iter().map(|b| b.weight).sum();
         Some(Pool {
             name: name.to_string(),
             balancer,
@@ -220,9 +261,11 @@ impl Pool {
             retries: cfg.retries,
             retry_deadline,
             timeouts,
-            max_iterations: 256.max(2 * total_weight),
-            backends,
+            members,
             health,
+            discovery_interval,
+            failed_at_load,
+            warnings,
             requests_metric: metrics::UPSTREAM_REQUESTS.with_label_values(&[name]),
             retries_metric: metrics::UPSTREAM_RETRIES.with_label_values(&[name]),
             gate: cfg.max_in_flight.map(crate::concurrency::Gate::new),
@@ -240,46 +283,74 @@ impl Pool {
         let accept = |b: &Backend, healthy: bool| {
             healthy && b.addr.as_inet().is_some_and(|a| !exclude.contains(a))
         };
+        let max_iterations = self.members.load().max_iterations();
         let chosen = match &self.balancer {
-            Balancer::RoundRobin(lb) => lb.select_with(key, self.max_iterations, accept),
-            Balancer::Hash(lb) => lb.select_with(key, self.max_iterations, accept),
+            Balancer::RoundRobin(lb) => lb.select_with(key, max_iterations, accept),
+            Balancer::Hash(lb) => lb.select_with(key, max_iterations, accept),
         };
         chosen.and_then(|b| b.addr.as_inet().copied())
     }
 
-    /// Starts every backend's `parapet_backend_healthy` at 1 (health checks
-    /// only report changes). Called by the process that serves this pool,
-    /// never by one that only validates a config.
-    pub fn seed_health_metrics(&self) {
-        for b in &self.backends {
+    /// The backends right now: fixed without discovery, the latest
+    /// resolution with it. For the admin pages; the request path uses
+    /// [`Pool::select`], [`Pool::peer`] and [`Pool::stats`].
+    pub fn backends(&self) -> Arc<BackendSet> {
+        self.members.load_full()
+    }
+
+    /// Warnings about this pool's config (names that do not resolve yet),
+    /// each with its YAML path.
+    pub fn warnings(&self) -> &[ConfigError] {
+        &self.warnings
+    }
+
+    /// Starts this pool's metrics: every backend's `parapet_backend_healthy`
+    /// at 1 (health checks only report changes) and, with discovery, the
+    /// backend count and the names that did not resolve at load. Called by
+    /// the process that serves this pool, never by one that only validates
+    /// a config.
+    pub fn seed_metrics(&self) {
+        let backends = self.members.load();
+        for b in backends.iter() {
             metrics::BACKEND_HEALTHY
                 .with_label_values(&[&self.name, &b.label, &b.region])
                 .set(1);
         }
+        if self.discovery_interval.is_some() {
+            metrics::DISCOVERED_BACKENDS
+                .with_label_values(&[&self.name])
+                .set(backends.len() as i64);
+            metrics::DISCOVERY_FAILURES
+                .with_label_values(&[&self.name])
+                .inc_by(self.failed_at_load as u64);
+        }
     }
 
-    /// The counters of backend `addr`.
-    pub fn stats(&self, addr: SocketAddr) -> Option<&BackendStats> {
-        self.backends
-            .iter()
-            .find(|b| b.addr == addr)
-            .map(|b| &*b.stats)
+    /// The counters of backend `addr` (also of one that discovery removed
+    /// while a request was on it).
+    pub fn stats(&self, addr: SocketAddr) -> Option<Arc<BackendStats>> {
+        self.members.load().find(addr).map(|b| b.stats.clone())
     }
 
     /// Whether [`Pool::select`] could still find a backend outside `exclude`.
     pub fn has_candidate(&self, exclude: &[SocketAddr]) -> bool {
-        self.backends
+        self.members
+            .load()
             .iter()
-            .any(|b| !exclude.contains(&b.addr) && self.is_healthy(b.addr))
+            .any(|b| !exclude.contains(&b.addr) && self.ready(b))
     }
 
     /// Whether the health check currently lets traffic go to `addr`.
     pub fn is_healthy(&self, addr: SocketAddr) -> bool {
-        let Some(info) = self.backends.iter().find(|b| b.addr == addr) else {
-            return false;
-        };
+        self.members
+            .load()
+            .find(addr)
+            .is_some_and(|b| self.ready(b))
+    }
+
+    fn ready(&self, info: &BackendInfo) -> bool {
         let backend = Backend {
-            addr: pingora::protocols::l4::socket::SocketAddr::Inet(addr),
+            addr: pingora::protocols::l4::socket::SocketAddr::Inet(info.addr),
             weight: info.weight,
             ext: Default::default(),
         };
@@ -293,9 +364,9 @@ impl Pool {
     /// protocol; `upgrade` (a WebSocket handshake) forces HTTP/1.1.
     pub fn peer(&self, addr: SocketAddr, upgrade: bool) -> Box<HttpPeer> {
         let sni = self
-            .backends
-            .iter()
-            .find(|b| b.addr == addr)
+            .members
+            .load()
+            .find(addr)
             .map(|b| b.sni.clone())
             .unwrap_or_default();
         let mut peer = HttpPeer::new(addr, self.transport.is_tls(), sni);
@@ -309,10 +380,17 @@ impl Pool {
         Box::new(peer)
     }
 
-    /// The background service running this pool's health checks, if any.
-    pub fn health_service(&self) -> Option<Box<dyn ServiceWithDependents>> {
-        self.health.as_ref()?;
-        let name = format!("health check: {}", self.name);
+    /// The background service of this pool, if it needs one: its health
+    /// checks every `health_check.interval` and its DNS discovery every
+    /// `discovery.interval` (Pingora's load balancer runs both).
+    pub fn background_service(&self) -> Option<Box<dyn ServiceWithDependents>> {
+        let what = match (self.health.is_some(), self.discovery_interval.is_some()) {
+            (false, false) => return None,
+            (true, false) => "health checks",
+            (false, true) => "discovery",
+            (true, true) => "health checks and discovery",
+        };
+        let name = format!("upstream {}: {what}", self.name);
         Some(match &self.balancer {
             Balancer::RoundRobin(lb) => Box::new(GenBackgroundService::new(name, lb.clone())),
             Balancer::Hash(lb) => Box::new(GenBackgroundService::new(name, lb.clone())),
@@ -320,43 +398,68 @@ impl Pool {
     }
 }
 
-fn load_balancer<S>(
-    set: BTreeSet<Backend>,
-    health: Option<&HealthPlan>,
+/// How a pool's load balancer checks and updates its backends.
+struct LoadBalancerSetup<'a> {
+    health: Option<&'a HealthPlan>,
     observer: HealthMetrics,
-    tls: Option<(&crate::tls::upstream::UpstreamTransport, String, bool)>,
+    tls: Option<(&'a crate::tls::upstream::UpstreamTransport, String, bool)>,
+    /// Discovery's interval: how often Pingora calls `update`.
+    update_every: Option<Duration>,
+}
+
+fn load_balancer<S>(
+    source: Box<dyn lb_discovery::ServiceDiscovery + Send + Sync>,
+    setup: LoadBalancerSetup<'_>,
 ) -> LoadBalancer<S>
 where
     S: BackendSelection + 'static,
     S::Iter: BackendIter,
 {
-    let mut backends = Backends::new(discovery::Static::new(set));
-    if let Some(plan) = health {
-        backends.set_health_check(plan.check(observer, tls));
+    let mut backends = Backends::new(source);
+    if let Some(plan) = setup.health {
+        backends.set_health_check(plan.check(setup.observer, setup.tls));
     }
     let mut lb = LoadBalancer::from_backends(backends);
-    lb.health_check_frequency = health.map(|h| h.interval);
+    lb.health_check_frequency = setup.health.map(|h| h.interval);
+    lb.update_frequency = setup.update_every;
     lb.parallel_health_check = true;
-    // Static discovery never blocks; without this first update the balancer
-    // selects nothing and the first requests would fail.
+    // Neither static discovery nor the first DNS discovery (the set resolved
+    // at load) waits; without this first update the balancer selects
+    // nothing and the first requests would fail.
     if let Some(Err(e)) = now_or_never(lb.update()) {
-        log::error!("static backend discovery failed: {e}");
+        log::error!("backend discovery failed: {e}");
     }
     lb
 }
 
-/// Resolves `host:port` (or `ip:port`, `[v6]:port`) to addresses.
-fn resolve(address: &str) -> Result<Vec<SocketAddr>, String> {
+/// A backend address as written: an IP, or a host name to resolve.
+enum Address {
+    Ip(SocketAddr),
+    Name { host: String, port: u16 },
+}
+
+/// Checks `host:port` (or `ip:port`, `[v6]:port`) without resolving it.
+fn parse_address(address: &str) -> Result<Address, String> {
     if let Ok(addr) = address.parse::<SocketAddr>() {
-        return Ok(vec![addr]);
+        return Ok(Address::Ip(addr));
     }
+    let invalid = || format!("invalid socket address {address:?}: expected host:port");
+    let (host, port) = address.rsplit_once(':').ok_or_else(invalid)?;
+    let port = port.parse::<u16>().map_err(|_| invalid())?;
+    let name_chars = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_');
+    if host.is_empty() || !host.chars().all(name_chars) {
+        return Err(invalid());
+    }
+    Ok(Address::Name {
+        host: host.to_string(),
+        port,
+    })
+}
+
+/// Resolves `host` of `address` once, with the system resolver. Only while
+/// the config loads, before any runtime serves: getaddrinfo blocks.
+fn resolve_once(address: &str, host: &str) -> Result<Vec<SocketAddr>, String> {
     let invalid = |why: String| format!("invalid socket address {address:?}: {why}");
-    let (host, port) = address
-        .rsplit_once(':')
-        .ok_or_else(|| invalid("expected host:port".into()))?;
-    if host.is_empty() || port.parse::<u16>().is_err() || host.contains(['/', ' ']) {
-        return Err(invalid("expected host:port".into()));
-    }
     let mut addrs: Vec<SocketAddr> = address
         .to_socket_addrs()
         .map_err(|e| invalid(format!("cannot resolve host {host:?} ({e})")))?
@@ -413,9 +516,16 @@ impl Pools {
     pub fn iter(&self) -> impl Iterator<Item = &Pool> {
         self.pools.iter()
     }
+
+    /// Every pool's config warnings, each with its YAML path.
+    pub fn warnings(&self) -> impl Iterator<Item = &ConfigError> {
+        self.pools.iter().flat_map(|p| p.warnings())
+    }
 }
 
-/// Polls a future once; enough for futures known never to wait (static discovery).
+/// Polls a future once; enough for futures known never to wait (static
+/// discovery, and DNS discovery's first round, which returns the set resolved
+/// at load).
 mod futures_now {
     use std::future::Future;
     use std::pin::pin;
@@ -465,7 +575,7 @@ mod tests {
         let second = pool.select(b"/x", &[first]).unwrap();
         assert_ne!(second, first);
         assert!(pool.select(b"/x", &[first, second]).is_some());
-        let all: Vec<SocketAddr> = pool.backends.iter().map(|b| b.addr).collect();
+        let all: Vec<SocketAddr> = pool.backends().iter().map(|b| b.addr).collect();
         assert_eq!(pool.select(b"/x", &all), None);
     }
 

@@ -26,6 +26,7 @@
 //!     health_check: {kind: http, path: /healthz, interval: 200ms, timeout: 500ms,
 //!                    healthy_threshold: 1, unhealthy_threshold: 1}   # kind: http|tcp
 //!     retries: 2
+//!     discovery: {interval: 200ms, resolver: "127.0.0.1:PORT"}   # DNS re-resolution
 //! routes:
 //!   - match: {host: example.com, path_prefix: /api}
 //!     upstream: NAME
@@ -1166,6 +1167,21 @@ pub fn run_parapet(args: &[&str]) -> Output {
         .stdin(Stdio::null())
         .output()
         .expect("run parapet")
+}
+
+/// `parapet -t -c FILE` on `yaml` (written as is to a temp file): whether it
+/// exited 0, its stdout and its stderr.
+pub fn check_config(yaml: &str) -> (bool, String, String) {
+    let dir = temp_dir("parapet-check");
+    let file = dir.join("c.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let out = run_parapet(&["-t", "-c", file.to_str().unwrap()]);
+    let _ = std::fs::remove_dir_all(&dir);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// A counter or gauge with exactly these labels (`a="1",b="2"`, in the

@@ -1,0 +1,181 @@
+//! The backends a pool has right now, as the request path sees them: address,
+//! label, weight, region, SNI and counters.
+//!
+//! A pool without discovery keeps the set it was built with. With discovery
+//! every change replaces the whole set ([`ArcSwap`]): a request reads one
+//! consistent set without taking a lock, and the counters of addresses that
+//! stay are carried over to the new set.
+
+use super::BackendStats;
+use arc_swap::ArcSwap;
+use pingora::lb::Backend;
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::sync::Arc;
+
+/// One backend: one address of one configured entry.
+#[derive(Debug, Clone)]
+pub struct BackendInfo {
+    pub addr: SocketAddr,
+    /// The address as written in the config (metrics label).
+    pub label: String,
+    pub weight: usize,
+    pub region: String,
+    /// Server name for TLS to this backend (empty without TLS).
+    pub sni: String,
+    pub stats: Arc<BackendStats>,
+}
+
+/// One generation of a pool's backends. Derefs to the current backends.
+#[derive(Debug, Default)]
+pub struct BackendSet {
+    current: Vec<BackendInfo>,
+    /// Backends the latest change removed. Pingora rebuilds its selector only
+    /// after discovery returned, so a request can still pick one of these in
+    /// between, and requests in flight still report to them: [`find`] keeps
+    /// knowing their SNI and counters until the next change.
+    ///
+    /// [`find`]: BackendSet::find
+    departed: Vec<BackendInfo>,
+    /// Longest walk of one selection over the ring or list (Pingora's
+    /// `max_iterations`): enough to see every backend twice.
+    max_iterations: usize,
+}
+
+impl Deref for BackendSet {
+    type Target = [BackendInfo];
+
+    fn deref(&self) -> &[BackendInfo] {
+        &self.current
+    }
+}
+
+impl BackendSet {
+    pub(super) fn new(current: Vec<BackendInfo>) -> BackendSet {
+        let total_weight: usize = current.iter().map(|b| b.weight).sum();
+        BackendSet {
+            current,
+            departed: Vec::new(),
+            max_iterations: 256.max(2 * total_weight),
+        }
+    }
+
+    /// The backend at `addr`, current or removed by the latest change.
+    pub(super) fn find(&self, addr: SocketAddr) -> Option<&BackendInfo> {
+        self.current
+            .iter()
+            .chain(&self.departed)
+            .find(|b| b.addr == addr)
+    }
+
+    pub(super) fn max_iterations(&self) -> usize {
+        self.max_iterations
+    }
+
+    /// Whether `next` has the same backends (address, weight, label, region)
+    /// in the same order: nothing to swap.
+    pub(super) fn same_as(&self, next: &[BackendInfo]) -> bool {
+        self.current.len() == next.len()
+            && self.current.iter().zip(next).all(|(a, b)| {
+                a.addr == b.addr
+                    && a.weight == b.weight
+                    && a.label == b.label
+                    && a.region == b.region
+            })
+    }
+
+    /// The set that follows this one: `next`'s backends, those that stay
+    /// keeping their counters; what this set has and `next` lacks departs.
+    pub(super) fn succeeded_by(&self, mut next: Vec<BackendInfo>) -> BackendSet {
+        for b in &mut next {
+            if let Some(old) = self.current.iter().find(|o| o.addr == b.addr) {
+                b.stats = old.stats.clone();
+            }
+        }
+        let departed = self
+            .current
+            .iter()
+            .filter(|o| !next.iter().any(|b| b.addr == o.addr))
+            .cloned()
+            .collect();
+        BackendSet {
+            departed,
+            ..BackendSet::new(next)
+        }
+    }
+
+    /// The set as Pingora's load balancer takes it. A backend's health is
+    /// keyed by address and weight, so an address that stays keeps its
+    /// health across a change.
+    pub(super) fn to_pingora(&self) -> BTreeSet<Backend> {
+        self.current
+            .iter()
+            .map(|b| Backend {
+                addr: pingora::protocols::l4::socket::SocketAddr::Inet(b.addr),
+                weight: b.weight,
+                ext: Default::default(),
+            })
+            .collect()
+    }
+}
+
+/// A pool's backends, shared by the pool (request path, admin pages), its
+/// discovery (which replaces them) and its health-check observer (labels).
+pub(super) type Members = Arc<ArcSwap<BackendSet>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backend(addr: &str, label: &str) -> BackendInfo {
+        BackendInfo {
+            addr: addr.parse().unwrap(),
+            label: label.into(),
+            weight: 1,
+            region: String::new(),
+            sni: String::new(),
+            stats: Arc::default(),
+        }
+    }
+
+    #[test]
+    fn a_successor_keeps_counters_of_addresses_that_stay_and_remembers_departures() {
+        let first = BackendSet::new(vec![
+            backend("127.0.0.1:1", "a:1"),
+            backend("127.0.0.2:1", "a:1"),
+        ]);
+        first
+            .find("127.0.0.1:1".parse().unwrap())
+            .unwrap()
+            .stats
+            .error();
+        let next = vec![backend("127.0.0.1:1", "a:1"), backend("127.0.0.3:1", "a:1")];
+        assert!(!first.same_as(&next));
+        let second = first.succeeded_by(next);
+        assert_eq!(second.len(), 2);
+        assert_eq!(
+            second
+                .find("127.0.0.1:1".parse().unwrap())
+                .unwrap()
+                .stats
+                .errors(),
+            1
+        );
+        assert_eq!(
+            second
+                .find("127.0.0.3:1".parse().unwrap())
+                .unwrap()
+                .stats
+                .errors(),
+            0
+        );
+        // Gone from the set, still found for requests that picked it.
+        let gone: SocketAddr = "127.0.0.2:1".parse().unwrap();
+        assert!(!second.iter().any(|b| b.addr == gone));
+        assert!(second.find(gone).is_some());
+        let third = second.succeeded_by(second.to_vec());
+        assert!(third.find(gone).is_none());
+        assert!(third.same_as(&second));
+    }
+}
