@@ -207,6 +207,25 @@ fn a_dead_node_costs_no_client_an_error() {
             node.metrics().contains("parapet_fleet_ring_members 2")
         });
     }
+    // The admin API and the status page say so.
+    let auth = [("Authorization", "Bearer admin-token-0123")];
+    let api: serde_json::Value =
+        serde_json::from_str(&get(nodes[0].admin_addr(), "/api/fleet", &auth).text()).unwrap();
+    assert_eq!(api["node"], "edge0");
+    assert_eq!(api["ring_size"], 2);
+    let edge2 = api["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "edge2")
+        .cloned()
+        .unwrap();
+    assert_eq!(edge2["up"], false, "{api}");
+    let page = get(nodes[0].admin_addr(), "/", &[]).text();
+    assert!(
+        page.contains("id=\"fleet\"") && page.contains("down"),
+        "{page}"
+    );
 }
 
 #[test]

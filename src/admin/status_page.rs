@@ -118,6 +118,9 @@ pub(super) fn render(snap: &Snapshot) -> String {
     summary(&mut h, &o);
     pools(&mut h, &o);
     routes(&mut h, snap);
+    if let Some(f) = &snap.edge.fleet {
+        fleet(&mut h, f);
+    }
     reloads(&mut h, &o);
     h.push_str(
         "<footer><a href=\"/metrics\">/metrics</a> · <a href=\"/readyz\">/readyz</a> · \
@@ -260,6 +263,34 @@ fn routes(h: &mut String, snap: &Snapshot) {
                 "off"
             },
             if r.compression { "on" } else { "off" },
+        );
+    }
+    h.push_str("</table></section>");
+}
+
+fn fleet(h: &mut String, fleet: &crate::fleet::Fleet) {
+    let view = fleet.view();
+    let _ = write!(
+        h,
+        "<section id=\"fleet\"><h2>Fleet</h2><p>this node: {} · {} of {} node(s) on the ring</p>\
+         <table><tr><th>node</th><th>address</th><th>state</th><th>since</th><th>last problem</th></tr>",
+        esc(&fleet.node),
+        view.ring_size,
+        view.members.len()
+    );
+    for m in &view.members {
+        let (badge, state) = match (m.up, m.is_self) {
+            (true, true) => ("b-ok", "up (this node)"),
+            (true, false) => ("b-ok", "up"),
+            (false, _) => ("b-bad", "down"),
+        };
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td><span class=\"badge {badge}\">{state}</span></td><td>{}</td><td>{}</td></tr>",
+            esc(m.name.as_deref().unwrap_or("?")),
+            m.addr,
+            esc(&crate::access_log::rfc3339(m.since)),
+            esc(m.last_error.as_deref().unwrap_or("")),
         );
     }
     h.push_str("</table></section>");
