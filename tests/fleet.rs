@@ -441,3 +441,45 @@ fn a_node_down_during_a_purge_does_not_serve_the_purged_object() {
         let _ = std::fs::remove_dir_all(d);
     }
 }
+
+/// Membership from DNS: every A record of the name is a node (a Compose
+/// service, a headless Service); each node recognises itself by its probe's
+/// answer; a node whose record goes away leaves the ring.
+#[test]
+fn members_come_from_dns() {
+    use support::dns::{ip, Dns};
+    let dns = Dns::start();
+    dns.set("edges.test.", &[ip(1), ip(2)]);
+    let origin = Origin::start("o");
+    let port = free_port();
+    let node = |i: u8| {
+        let admin = free_addr();
+        Parapet::start(&format!(
+            "server:\n  threads: 2\n  pid_file: \"{{dir}}/p.pid\"\n  upgrade_sock: \"{{dir}}/u.sock\"\n  grace_period_seconds: 1\n  graceful_shutdown_timeout_seconds: 1\n\
+             listeners:\n  - address: \"127.0.0.{i}:{port}\"\nadmin:\n  address: \"{admin}\"\n\
+             fleet:\n  node: dns{i}\n  secret: \"{SECRET}\"\n  health: {{interval: 100ms}}\n  discover: {{dns: \"edges.test:{port}\", interval: 200ms, resolver: \"{}\"}}\n\
+             upstreams:\n  o:\n    backends: [{{address: \"{}\"}}]\n\
+             routes:\n  - upstream: o\n    cache: {{enabled: true, fleet: shard}}\n",
+            dns.addr,
+            origin.address()
+        ))
+    };
+    let (a, b) = (node(1), node(2));
+    for p in [&a, &b] {
+        wait_until(DEADLINE, "both nodes on the ring", || {
+            p.metrics().contains("parapet_fleet_ring_members 2\n")
+        });
+    }
+    for i in 0..60 {
+        for p in [&a, &b] {
+            assert_eq!(object(p, i).status, 200);
+        }
+    }
+    assert_eq!(origin.hits(), 60, "one ring from DNS: one fetch per object");
+    dns.set("edges.test.", &[ip(1)]);
+    wait_until(
+        DEADLINE,
+        "the node whose record went away left the ring",
+        || a.metrics().contains("parapet_fleet_ring_members 1\n"),
+    );
+}

@@ -65,6 +65,9 @@ pub struct FleetDiscoverConfig {
     pub dns: String,
     #[serde(default = "default_discover_interval")]
     pub interval: String,
+    /// The DNS server asked (`ip:port`, or `ip` for port 53); default: the
+    /// system's (`/etc/resolv.conf`, with `/etc/hosts` first).
+    pub resolver: Option<String>,
 }
 
 fn default_discover_interval() -> String {

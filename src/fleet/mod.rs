@@ -58,6 +58,13 @@ pub(crate) struct Health {
     pub(crate) healthy_threshold: usize,
 }
 
+/// Membership from DNS.
+pub(crate) struct Discover {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) plan: crate::upstream::DiscoveryPlan,
+}
+
 /// The fleet as this node runs it.
 pub(crate) struct Fleet {
     pub(crate) node: String,
@@ -69,8 +76,8 @@ pub(crate) struct Fleet {
     pub(crate) health: Health,
     /// Static members: name and address (this node included).
     statics: Vec<(String, SocketAddr)>,
-    /// DNS membership: `name:port` and how often to resolve it.
-    discover: Option<(String, Duration)>,
+    /// DNS membership: the name, the nodes' port, and how to resolve it.
+    discover: Option<Discover>,
     view: RwLock<Arc<View>>,
     /// `parapet-NODE`: the cache's name in `Cache-Status`.
     pub(crate) cache_name: String,
@@ -123,20 +130,29 @@ impl Fleet {
             unhealthy_threshold: cfg.health.unhealthy_threshold.max(1),
             healthy_threshold: cfg.health.healthy_threshold.max(1),
         };
-        let discover = cfg.discover.as_ref().map(|d| {
-            if d.dns
-                .rsplit_once(':')
-                .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
-            {
-                errs.push(
-                    "fleet.discover.dns",
-                    format!("{:?}: expected name:port", d.dns),
-                );
+        let discover = cfg.discover.as_ref().and_then(|d| {
+            let plan = crate::upstream::DiscoveryPlan::build(
+                &crate::config::DiscoveryConfig {
+                    interval: d.interval.clone(),
+                    resolver: d.resolver.clone(),
+                },
+                "fleet.discover",
+                errs,
+            );
+            match d.dns.rsplit_once(':').map(|(h, p)| (h, p.parse::<u16>())) {
+                Some((host, Ok(port))) if !host.is_empty() => Some(Discover {
+                    host: host.to_string(),
+                    port,
+                    plan: plan?,
+                }),
+                _ => {
+                    errs.push(
+                        "fleet.discover.dns",
+                        format!("{:?}: expected name:port", d.dns),
+                    );
+                    None
+                }
             }
-            (
-                d.dns.clone(),
-                duration("fleet.discover.interval", &d.interval, errs),
-            )
         });
         let mut statics = Vec::new();
         let mut names = BTreeMap::new();

@@ -37,33 +37,30 @@ impl BackgroundService for MembershipService {
         let mut discovered: Vec<SocketAddr> = Vec::new();
         let mut resolve_failures = 0u64;
         let mut caught_up = false;
+        // Built here, on the runtime that polls its lookups.
+        let resolver = fleet.discover.as_ref().map(|d| d.plan.resolver());
         loop {
-            if let Some((name, every)) = &fleet.discover {
+            if let (Some(d), Some(resolver)) = (&fleet.discover, &resolver) {
                 if Instant::now() >= next_resolve {
-                    next_resolve = Instant::now() + *every;
-                    match tokio::net::lookup_host(name.as_str()).await {
-                        Ok(addrs) => {
-                            let mut addrs: Vec<SocketAddr> = addrs.collect();
-                            addrs.sort();
-                            addrs.dedup();
-                            if addrs.is_empty() {
-                                resolve_failures += 1;
-                            } else {
-                                discovered = addrs;
-                                resolve_failures = 0;
-                            }
+                    next_resolve = Instant::now() + d.plan.interval;
+                    match crate::upstream::lookup(resolver, &d.host).await {
+                        Ok(ips) => {
+                            discovered = ips
+                                .into_iter()
+                                .map(|ip| SocketAddr::new(ip, d.port))
+                                .collect();
+                            resolve_failures = 0;
                         }
                         Err(e) => {
                             resolve_failures += 1;
+                            metrics::FLEET_DISCOVERY_FAILURES.inc();
                             if resolve_failures == 1 {
                                 log::warn!(
-                                    "fleet: cannot resolve {name} ({e}); keeping the last members"
+                                    "fleet: cannot resolve {} ({e}); keeping the last members",
+                                    d.host
                                 );
                             }
                         }
-                    }
-                    if resolve_failures > 0 {
-                        metrics::FLEET_DISCOVERY_FAILURES.inc();
                     }
                 }
             }

@@ -112,7 +112,7 @@ impl DiscoveryPlan {
     /// A resolver for these settings. Building one reads at most the hosts
     /// file (while the config loads); its lookups run on the runtime that
     /// polls them.
-    fn resolver(&self) -> TokioResolver {
+    pub(crate) fn resolver(&self) -> TokioResolver {
         TokioResolver::builder_with_config(self.config.clone(), TokioConnectionProvider::default())
             .with_options(self.opts.clone())
             .build()
@@ -210,7 +210,7 @@ async fn resolve_all(
 }
 
 /// Every A and AAAA address of `host`, sorted; an error when there is none.
-async fn lookup(resolver: &TokioResolver, host: &str) -> Result<Vec<IpAddr>, String> {
+pub(crate) async fn lookup(resolver: &TokioResolver, host: &str) -> Result<Vec<IpAddr>, String> {
     match resolver.lookup_ip(host).await {
         Ok(found) => {
             let mut ips: Vec<IpAddr> = found.iter().collect();

@@ -21,6 +21,7 @@ mod health;
 mod members;
 mod stats;
 
+pub(crate) use discovery::lookup;
 pub use discovery::DiscoveryPlan;
 pub use hash_key::HashKey;
 pub use health::{HealthMetrics, HealthPlan};

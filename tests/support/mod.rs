@@ -35,6 +35,8 @@
 
 pub mod pki;
 
+pub mod dns;
+
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
