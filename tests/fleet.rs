@@ -483,3 +483,70 @@ fn members_come_from_dns() {
         || a.metrics().contains("parapet_fleet_ring_members 1\n"),
     );
 }
+
+/// A peer that accepts connections and never answers costs the requests it
+/// owns one read timeout, then the next owner or the origin serves them; it
+/// leaves the ring (passively at the first timeout, and by its probes).
+#[test]
+fn a_blackholed_peer_costs_a_timeout_not_an_error() {
+    let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hole_addr = hole.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in hole.incoming().flatten() {
+            held.push(c); // accepted, never read, never answered
+        }
+    });
+    let origin = Origin::start("o");
+    let ports = vec![Ports::new()];
+    let ghost = format!("    - {{name: hole, address: \"{hole_addr}\"}}\n");
+    let yaml = node_config(0, &ports, &origin, "owner_only", Some(&ghost)).replace(
+        "    backends: [",
+        "    timeouts: {read: 300ms}\n    backends: [",
+    );
+    let p = Parapet::start_with(&ports[0], &yaml);
+    for i in 0..30 {
+        let r = object(&p, i);
+        assert_eq!(r.status, 200, "object {i}: {}", r.text());
+    }
+    assert_eq!(origin.hits(), 30);
+    wait_until(DEADLINE, "the blackhole left the ring", || {
+        p.metrics().contains("parapet_fleet_ring_members 1\n")
+    });
+}
+
+#[test]
+fn fleet_config_errors_name_their_path() {
+    let origin = Origin::start("o");
+    let ports = vec![Ports::new(), Ports::new()];
+    let yaml = node_config(0, &ports, &origin, "owner_only", None);
+    for (bad, path) in [
+        (
+            yaml.replace("node: edge0", "node: nobody"),
+            "fleet.peers: no entry named \"nobody\"",
+        ),
+        (yaml.replace(SECRET, "short"), "fleet.secret"),
+        (
+            yaml.replace("fleet_copy: owner_only", "fleet_copy: twice"),
+            "routes[0].cache.fleet_copy",
+        ),
+        (
+            yaml.replace("fleet: shard", "fleet: mirror"),
+            "routes[0].cache.fleet",
+        ),
+        (
+            yaml.replace("fleet: shard", "fleet: shard, parent: nowhere"),
+            "routes[0].cache.parent: no upstream named \"nowhere\"",
+        ),
+    ] {
+        let (ok, _, err) = check_config(&bad);
+        assert!(!ok && err.contains(path), "{path}: {err}");
+    }
+    let no_fleet = yaml[..yaml.find("fleet:\n").unwrap()].to_string()
+        + &yaml[yaml.find("upstreams:").unwrap()..];
+    let (ok, _, err) = check_config(&no_fleet);
+    assert!(
+        !ok && err.contains("routes[0].cache.fleet: shard needs a fleet: section"),
+        "{err}"
+    );
+}
