@@ -14,8 +14,12 @@
 #   parapet/rust:bookworm            toolchain + Cargo.lock's crates vendored on the
 #                                    host, cargo set offline (remade when Cargo.lock
 #                                    or the host toolchain changes)
-#   parapet/origin:latest            base + busybox httpd (example origin)
+#   parapet/origin:latest            base + busybox httpd under tini (example origin)
 #   parapet/prometheus:latest        base + Debian's prometheus (and promtool)
+#   parapet/loadgen:latest           base + Debian's python3 (load generators on
+#                                    the stacks' networks, deploy/fleet)
+#   (these three are remade when their Dockerfile or its files under images/
+#   change: label org.parapet.context-sha256)
 #   parapet:latest                   the top-level Dockerfile, unchanged, with
 #                                    BUILDER_IMAGE=parapet/rust:bookworm and
 #                                    RUNTIME_IMAGE=parapet/debian:bookworm
@@ -38,6 +42,7 @@ toolchain_img=parapet/rust:bookworm-toolchain
 builder=parapet/rust:bookworm
 origin=parapet/origin:latest
 prom=parapet/prometheus:latest
+loadgen=parapet/loadgen:latest
 parapet=parapet:latest
 
 build_parapet=1
@@ -176,15 +181,32 @@ EOF
   rm -rf "$ctx"
 }
 
-# --- parapet/origin, parapet/prometheus --------------------------------------
+# --- parapet/origin, parapet/prometheus, parapet/loadgen ---------------------
+# The Dockerfile and the files under images/NAME/ (origin/ for origin.Dockerfile):
+# an image made from other versions of them is remade.
+context_sum() { # dockerfile
+  local dir="$here/images/${1%.Dockerfile}"
+  (cd "$here/images" && { echo "$1"; if [ -d "$dir" ]; then find "${1%.Dockerfile}" -type f | LC_ALL=C sort; fi; } \
+    | while read -r f; do printf '%s %s\n' "$f" "$(sha256sum <"$f" | cut -c1-64)"; done) \
+    | sha256sum | cut -c1-64
+}
 make_from_base() { # image dockerfile
-  if have "$1" && [ "$force" = 0 ]; then
+  local sum
+  sum=$(context_sum "$2")
+  if have "$1" && [ "$force" = 0 ] && [ "$(label "$1" org.parapet.context-sha256)" = "$sum" ]; then
     say "$1: present"
     return
   fi
+  if have "$1" && [ "$force" = 0 ]; then
+    if [ -z "$(label "$1" org.parapet.context-sha256)" ]; then
+      say "$1: made by an older images.sh (no context label): remaking it"
+    else
+      say "$1: images/$2 (or its files) changed: remaking it"
+    fi
+  fi
   say "$1: docker build -f deploy/images/$2 (apt-get from $mirror)"
   logged "${2%.Dockerfile}-build.log" "${nice[@]}" docker build --build-arg "BASE_IMAGE=$base" \
-    -f "$here/images/$2" -t "$1" "$here/images"
+    --label "org.parapet.context-sha256=$sum" -f "$here/images/$2" -t "$1" "$here/images"
 }
 
 make_base
@@ -192,6 +214,7 @@ make_toolchain
 make_builder
 make_from_base "$origin" origin.Dockerfile
 make_from_base "$prom" prometheus.Dockerfile
+make_from_base "$loadgen" loadgen.Dockerfile
 
 if [ "$build_parapet" = 1 ]; then
   say "$parapet: docker build --build-arg BUILDER_IMAGE=$builder --build-arg RUNTIME_IMAGE=$base -t $parapet ."
