@@ -10,6 +10,34 @@ use pingora::Result;
 
 use crate::error_pages::ErrorPages;
 
+/// The status of the edge's answer to a failed request: our own
+/// `HTTPStatus` errors keep theirs, upstream timeouts are 504, other
+/// upstream failures 502, a client's bad request 400, our own failures
+/// 500; 0 when the client went away (an HTTP/2 stream reset, a closed
+/// connection) and there is nobody to answer.
+pub(super) fn status_for(e: &pingora::Error) -> u16 {
+    use pingora::{ErrorSource, ErrorType};
+    match e.etype() {
+        ErrorType::HTTPStatus(code) => *code,
+        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout
+            if e.esource() == &ErrorSource::Upstream =>
+        {
+            504
+        }
+        _ => match e.esource() {
+            ErrorSource::Upstream => 502,
+            ErrorSource::Downstream => match e.etype() {
+                ErrorType::WriteError
+                | ErrorType::ReadError
+                | ErrorType::ConnectionClosed
+                | ErrorType::H2Error => 0,
+                _ => 400,
+            },
+            ErrorSource::Internal | ErrorSource::Unset => 500,
+        },
+    }
+}
+
 /// What every page the edge writes carries, beyond its status.
 pub(super) struct Page<'a> {
     pub pages: &'a ErrorPages,

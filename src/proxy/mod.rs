@@ -4,20 +4,21 @@
 //! | phase                     | what happens here                               | module        |
 //! |---------------------------|-------------------------------------------------|---------------|
 //! | `early_request_filter`    | Accept-Encoding for the compression module      | compression   |
-//! | `request_filter`          | client, TLS identity, request id, admission, route → 404, HTTPS redirect | forwarding, admission |
-//! | cache hooks               | enable, key, hit/stale rules, storability, Vary | caching → cache |
-//! | `upstream_peer`           | pick a healthy, untried backend of the pool     | attempts → upstream |
-//! | `fail_to_connect`         | count, and retry elsewhere within the budget    | attempts      |
+//! | `request_filter`          | client, TLS identity, request id, fleet hop and loop check, admission, route → 404, HTTPS redirect | client, fleet, admission |
+//! | cache hooks               | enable (or shard to the key's owner), key, hit/stale rules, storability, Vary | caching → cache, fleet |
+//! | `upstream_peer`           | the key's owner or a shield, else a healthy, untried backend of the pool | attempts → fleet, upstream |
+//! | `fail_to_connect` / `error_while_proxy` | count, and retry elsewhere within the budget | attempts, fleet |
 //! | `upstream_request_filter` | path rewrite, X-Forwarded-*, request id, rules  | routing, forwarding |
 //! | `upstream_response_filter`| strip origin identity headers                   | forwarding    |
 //! | `response_filter`         | route response rules, request id, HSTS, compression, drain close, the response's own `Date` | routing, forwarding, compression, response_date |
-//! | `fail_to_proxy`           | edge error page without backend details         | edge_response |
+//! | `fail_to_proxy`           | edge error page without backend details; a broken-off body ends the connection | edge_response |
 //! | `logging`                 | metrics and the access log line                 | metrics, access_log |
 
 mod access_log;
 mod admission;
 mod attempts;
 mod caching;
+mod client;
 mod client_stream;
 mod compression;
 mod connections;
@@ -44,7 +45,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
-use pingora::{Error, ErrorSource, ErrorType};
+use pingora::{Error, ErrorType};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
@@ -148,29 +149,8 @@ impl ProxyHttp for Edge {
     /// Identifies the client and the request, then routes it. Answers 404 itself
     /// when no route matches. While draining, asks for the connection to close.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        let peer = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip())
-            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
-        ctx.listener = session
-            .server_addr()
-            .and_then(|a| a.as_inet())
-            .and_then(|local| self.snap.connections.listener_for(*local));
-        let subject = crate::tls::listener::info(session)
-            .and_then(|i| i.client.as_ref())
-            .map(|c| c.subject.clone());
-        let fleet_arrival = match &self.snap.edge.fleet {
-            Some(f) => fleet::identify(f, session, ctx),
-            None => fleet::Arrival::Continue,
-        };
-        let fwd = &self.snap.edge.forwarding;
-        fwd.client_certificate(session.req_header_mut(), subject.as_deref())?;
+        let fleet_arrival = client::identify(&self.snap, session, ctx)?;
         let from_peer = ctx.fleet.from_peer.is_some();
-        let client = fwd.client_info(peer, session.req_header(), tls, from_peer);
-        ctx.request_id = fwd.request_id(&client, session.req_header());
-        ctx.client = Some(client);
         if lifecycle::is_draining() {
             session.set_keepalive(None);
         }
@@ -197,7 +177,10 @@ impl ProxyHttp for Edge {
             }
             _ => None,
         };
-        let client_ip = ctx.client.as_ref().map_or(peer, |c| c.ip);
+        let client_ip = ctx
+            .client
+            .as_ref()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.ip);
         match admission::admit(
             &self.snap,
             session.req_header(),
@@ -563,27 +546,7 @@ impl ProxyHttp for Edge {
                 };
             }
         }
-        let code = match e.etype() {
-            ErrorType::HTTPStatus(code) => *code,
-            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout
-                if e.esource() == &ErrorSource::Upstream =>
-            {
-                504
-            }
-            _ => match e.esource() {
-                ErrorSource::Upstream => 502,
-                // The client went away (an HTTP/2 stream reset, a closed
-                // connection): nobody to answer.
-                ErrorSource::Downstream => match e.etype() {
-                    ErrorType::WriteError
-                    | ErrorType::ReadError
-                    | ErrorType::ConnectionClosed
-                    | ErrorType::H2Error => 0,
-                    _ => 400,
-                },
-                ErrorSource::Internal | ErrorSource::Unset => 500,
-            },
-        };
+        let code = edge_response::status_for(e);
         if code == 0 {
             ctx.cancelled = true;
             let protocol = if session.is_http2() { "h2" } else { "h1" };
