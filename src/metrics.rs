@@ -445,6 +445,16 @@ pub(crate) static FLEET_PURGE_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
     .unwrap()
 });
 
+/// Backends ejected from selection by passive health (outlier detection).
+pub(crate) static OUTLIER_EJECTIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "parapet_outlier_ejections_total",
+        "Backends ejected from selection after failing live requests, by upstream.",
+        &["upstream"]
+    )
+    .unwrap()
+});
+
 /// Registers every metric so that the first scrape already lists them all.
 pub(crate) fn init() {
     BUILD_INFO
@@ -489,6 +499,7 @@ pub(crate) fn init() {
     LazyLock::force(&FLEET_REFUSED);
     LazyLock::force(&FLEET_PURGE_FANOUT);
     LazyLock::force(&FLEET_PURGE_SECONDS);
+    LazyLock::force(&OUTLIER_EJECTIONS);
     LazyLock::force(&CLIENT_BLOCKS);
     LazyLock::force(&CLIENT_UNBLOCKS);
 }

@@ -117,6 +117,8 @@ pub(crate) struct BackendView {
     pub region: String,
     pub weight: usize,
     pub healthy: bool,
+    /// Out of selection for failing live requests (outlier detection).
+    pub ejected: bool,
     pub requests: u64,
     pub errors: u64,
     pub latency_ms: Option<f64>,
@@ -153,6 +155,7 @@ pub(crate) fn gather(snap: &Snapshot) -> Overview {
                     region: b.region.clone(),
                     weight: b.weight,
                     healthy: pool.is_healthy(b.addr),
+                    ejected: pool.is_ejected(b.addr),
                     requests: b.stats.requests(),
                     errors: b.stats.errors(),
                     latency_ms: b.stats.latency_ms(),

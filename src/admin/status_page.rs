@@ -232,8 +232,16 @@ fn pools(h: &mut String, o: &Overview) {
                 esc(&b.backend),
                 esc(if b.region.is_empty() { "–" } else { &b.region }),
                 b.weight,
-                if b.healthy { "b-ok" } else { "b-bad" },
-                if b.healthy { "up" } else { "down" },
+                match (b.healthy, b.ejected) {
+                    (true, false) => "b-ok",
+                    (true, true) => "b-warn",
+                    (false, _) => "b-bad",
+                },
+                match (b.healthy, b.ejected) {
+                    (true, false) => "up",
+                    (true, true) => "ejected",
+                    (false, _) => "down",
+                },
                 b.requests,
                 b.errors,
                 b.latency_ms

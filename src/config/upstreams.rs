@@ -65,6 +65,9 @@ pub struct UpstreamConfig {
     /// Re-resolve host-name backends in the background (off: names are
     /// resolved once, when the config loads).
     pub discovery: Option<DiscoveryConfig>,
+    /// Passive health: eject backends that fail live requests (off
+    /// without this section).
+    pub outlier_detection: Option<OutlierConfig>,
 }
 
 /// `upstreams.NAME.discovery`: DNS service discovery for the pool's
@@ -180,6 +183,34 @@ impl Default for TimeoutsConfig {
             read: "30s".into(),
             write: "30s".into(),
             idle: "60s".into(),
+        }
+    }
+}
+
+/// `upstreams.NAME.outlier_detection` (defaults close to Envoy's).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutlierConfig {
+    /// 5xx answers in a row (gateway failures included) that eject.
+    pub consecutive_5xx: u32,
+    /// Gateway failures in a row (connect error, reset, timeout, 502/503/504).
+    pub consecutive_gateway_failure: u32,
+    /// Ejection time, multiplied by the number of ejections so far.
+    pub base_ejection_time: String,
+    /// The longest one ejection lasts.
+    pub max_ejection_time: String,
+    /// At most this share of the pool is ejected at once (one backend always may be).
+    pub max_ejection_percent: u32,
+}
+
+impl Default for OutlierConfig {
+    fn default() -> Self {
+        OutlierConfig {
+            consecutive_5xx: 5,
+            consecutive_gateway_failure: 5,
+            base_ejection_time: "30s".into(),
+            max_ejection_time: "300s".into(),
+            max_ejection_percent: 10,
         }
     }
 }

@@ -101,11 +101,17 @@ pub(super) fn pick(
 /// `upstream_response_filter`: the backend tried answered; its latency to
 /// the response header goes into its counters, and from now on nothing is
 /// retried.
-pub(super) fn answered(snap: &Snapshot, ctx: &mut RequestCtx) {
+pub(super) fn answered(snap: &Snapshot, ctx: &mut RequestCtx, status: u16) {
     ctx.upstream.answered = true;
-    if let (Some(pool), Some(started)) = (pool_of(snap, ctx), ctx.upstream.started) {
-        if let Some(stats) = ctx.upstream.current().and_then(|a| pool.stats(a)) {
+    if ctx.fleet.target != super::fleet::Target::Origin {
+        return;
+    }
+    if let (Some(pool), Some(addr)) = (pool_of(snap, ctx), ctx.upstream.current()) {
+        if let (Some(stats), Some(started)) = (pool.stats(addr), ctx.upstream.started) {
             stats.response(started.elapsed());
+        }
+        if !(100..200).contains(&status) {
+            pool.observe(addr, crate::upstream::Outcome::Status(status));
         }
     }
 }
@@ -120,8 +126,11 @@ fn count_failure(pool: &Pool, ctx: &RequestCtx, kind: &str) {
     metrics::UPSTREAM_ERRORS
         .with_label_values(&[&pool.name, kind])
         .inc();
-    if let Some(stats) = ctx.upstream.current().and_then(|a| pool.stats(a)) {
-        stats.error();
+    if let Some(addr) = ctx.upstream.current() {
+        if let Some(stats) = pool.stats(addr) {
+            stats.error();
+        }
+        pool.observe(addr, crate::upstream::Outcome::GatewayFailure);
     }
 }
 

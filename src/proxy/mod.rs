@@ -452,7 +452,7 @@ impl ProxyHttp for Edge {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.cache.response_time = Some(std::time::SystemTime::now());
-        attempts::answered(&self.snap, ctx);
+        attempts::answered(&self.snap, ctx, upstream_response.status.as_u16());
         fleet::answered(ctx);
         if let Some(cl) = upstream_response.headers.get(http::header::CONTENT_LENGTH) {
             match crate::filters::framing::response_content_length(cl.as_bytes()) {

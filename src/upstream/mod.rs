@@ -19,7 +19,10 @@ mod discovery;
 mod hash_key;
 mod health;
 mod members;
+mod outlier;
 mod stats;
+
+pub(crate) use outlier::Outcome;
 
 pub(crate) use discovery::lookup;
 pub use discovery::DiscoveryPlan;
@@ -87,6 +90,8 @@ pub struct Pool {
     pub gate: Option<crate::concurrency::Gate>,
     /// TLS and HTTP version towards the backends.
     pub transport: crate::tls::upstream::UpstreamTransport,
+    /// Passive health (`outlier_detection`), if configured.
+    outlier: Option<outlier::OutlierPolicy>,
 }
 
 impl Pool {
@@ -182,6 +187,10 @@ impl Pool {
             write: duration("write", &cfg.timeouts.write),
             idle: duration("idle", &cfg.timeouts.idle),
         };
+        let outlier = cfg
+            .outlier_detection
+            .as_ref()
+            .map(|o| outlier::OutlierPolicy::build(o, &at("outlier_detection"), errs));
         let retry_deadline = parse_positive_duration(&cfg.retry_deadline).unwrap_or_else(|e| {
             errs.push(at("retry_deadline"), e);
             Duration::ZERO
@@ -271,7 +280,57 @@ impl Pool {
             retries_metric: metrics::UPSTREAM_RETRIES.with_label_values(&[name]),
             gate: cfg.max_in_flight.map(crate::concurrency::Gate::new),
             transport,
+            outlier,
         })
+    }
+
+    /// Passive health: counts what one attempt at `addr` came to, and ejects
+    /// the backend from selection when its run of failures reaches the
+    /// policy's threshold and the pool's ejected share allows.
+    pub(crate) fn observe(&self, addr: SocketAddr, outcome: Outcome) {
+        let Some(policy) = &self.outlier else { return };
+        let members = self.members.load();
+        let Some(info) = members.find(addr) else {
+            return;
+        };
+        let ejection = outlier::of(&info.stats);
+        if !policy.observe(ejection, outcome) {
+            return;
+        }
+        let now = std::time::Instant::now();
+        let total = members.iter().count();
+        let ejected = members
+            .iter()
+            .filter(|b| outlier::of(&b.stats).is_ejected(now))
+            .count();
+        if ejected >= policy.max_ejected(total) {
+            log::warn!(
+                "upstream {}: backend {} would be ejected, but {ejected} of {total} already are (max_ejection_percent)",
+                self.name,
+                info.label
+            );
+            return;
+        }
+        let time = policy.eject(ejection, now);
+        metrics::OUTLIER_EJECTIONS
+            .with_label_values(&[&self.name])
+            .inc();
+        log::warn!(
+            "upstream {}: backend {} ({addr}) ejected for {time:?} after failing live requests (ejection {})",
+            self.name,
+            info.label,
+            ejection.count()
+        );
+    }
+
+    /// Whether passive health has `addr` out of selection now.
+    pub(crate) fn is_ejected(&self, addr: SocketAddr) -> bool {
+        self.outlier.is_some()
+            && self
+                .members
+                .load()
+                .find(addr)
+                .is_some_and(|b| outlier::of(&b.stats).is_ejected(std::time::Instant::now()))
     }
 
     /// The hash-key bytes for this request, empty for round robin.
@@ -282,7 +341,10 @@ impl Pool {
     /// Picks a healthy backend not in `exclude`.
     pub fn select(&self, key: &[u8], exclude: &[SocketAddr]) -> Option<SocketAddr> {
         let accept = |b: &Backend, healthy: bool| {
-            healthy && b.addr.as_inet().is_some_and(|a| !exclude.contains(a))
+            healthy
+                && b.addr
+                    .as_inet()
+                    .is_some_and(|a| !exclude.contains(a) && !self.is_ejected(*a))
         };
         let max_iterations = self.members.load().max_iterations();
         let chosen = match &self.balancer {
@@ -338,7 +400,7 @@ impl Pool {
         self.members
             .load()
             .iter()
-            .any(|b| !exclude.contains(&b.addr) && self.ready(b))
+            .any(|b| !exclude.contains(&b.addr) && self.ready(b) && !self.is_ejected(b.addr))
     }
 
     /// Whether the health check currently lets traffic go to `addr`.

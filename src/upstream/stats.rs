@@ -12,6 +12,8 @@ pub struct BackendStats {
     /// Exponentially weighted moving average (weight 1/8) of the time to the
     /// response header, in microseconds; 0 until the first response.
     latency_us: AtomicU64,
+    /// Passive health (outlier ejection) state.
+    pub(crate) ejection: super::outlier::Ejection,
 }
 
 impl BackendStats {

@@ -1,0 +1,182 @@
+//! Passive health (`outlier_detection`): a backend that fails live requests
+//! is ejected from selection after a run of failures, for a time that grows
+//! with each ejection; `max_ejection_percent` keeps the pool from being
+//! emptied; the backend comes back when its time runs out.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use support::*;
+
+/// An origin that answers every request `503`, keeping the connection.
+struct Failing {
+    addr: SocketAddr,
+    hits: Arc<AtomicUsize>,
+}
+
+impl Failing {
+    fn start() -> Failing {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let counter = counter.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(conn.try_clone().unwrap());
+                    let mut conn = conn;
+                    loop {
+                        let mut line = String::new();
+                        loop {
+                            line.clear();
+                            match reader.read_line(&mut line) {
+                                Ok(0) | Err(_) => return,
+                                Ok(_) if line == "\r\n" => break,
+                                Ok(_) => {}
+                            }
+                        }
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        let reply =
+                            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nsick";
+                        if conn.write_all(reply).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Failing { addr, hits }
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+fn edge(backends: &[String], outlier: &str, retries: usize) -> Parapet {
+    let list: String = backends
+        .iter()
+        .map(|b| format!("      - {{address: \"{b}\"}}\n"))
+        .collect();
+    let ports = Ports::new();
+    Parapet::start_with(
+        &ports,
+        &base_config(
+            &ports,
+            &format!(
+                "upstreams:\n  app:\n    retries: {retries}\n    outlier_detection: {{{outlier}}}\n    backends:\n{list}routes:\n  - upstream: app\n"
+            ),
+        ),
+    )
+}
+
+#[test]
+fn a_backend_answering_503_is_ejected_and_comes_back_later() {
+    let sick = Failing::start();
+    let good = Origin::start("good");
+    let p = edge(
+        &[sick.addr.to_string(), good.address()],
+        "consecutive_5xx: 3, base_ejection_time: 1s, max_ejection_percent: 50",
+        0,
+    );
+    let mut failures = 0;
+    for _ in 0..40 {
+        let r = p.get("/", &[]);
+        if r.status == 503 {
+            failures += 1;
+        } else {
+            assert_eq!(r.status, 200);
+        }
+    }
+    assert_eq!(sick.hits(), 3, "ejected after 3 failures in a row");
+    assert_eq!(failures, 3);
+    assert_eq!(
+        metric(
+            &p.metrics(),
+            "parapet_outlier_ejections_total",
+            "upstream=\"app\""
+        ),
+        Some(1.0)
+    );
+    // Back after its ejection time: it gets traffic again (and, still sick,
+    // is ejected again, for twice as long).
+    wait_until(
+        Duration::from_secs(10),
+        "the ejected backend back in rotation",
+        || {
+            let _ = p.get("/", &[]);
+            sick.hits() > 3
+        },
+    );
+    for _ in 0..10 {
+        let _ = p.get("/", &[]);
+    }
+    assert_eq!(sick.hits(), 6, "ejected again after 3 more");
+    assert_eq!(
+        metric(
+            &p.metrics(),
+            "parapet_outlier_ejections_total",
+            "upstream=\"app\""
+        ),
+        Some(2.0)
+    );
+}
+
+#[test]
+fn max_ejection_percent_never_empties_the_pool() {
+    let (a, b) = (Failing::start(), Failing::start());
+    let good = Origin::start("good");
+    // 34% of 3: one backend may be out at a time.
+    let p = edge(
+        &[a.addr.to_string(), b.addr.to_string(), good.address()],
+        "consecutive_5xx: 2, base_ejection_time: 30s, max_ejection_percent: 34",
+        0,
+    );
+    for _ in 0..60 {
+        let _ = p.get("/", &[]);
+    }
+    assert_eq!(
+        metric(
+            &p.metrics(),
+            "parapet_outlier_ejections_total",
+            "upstream=\"app\""
+        ),
+        Some(1.0),
+        "only one of the two sick backends is ejected"
+    );
+    let still_served = a.hits().max(b.hits());
+    assert!(
+        still_served > 10,
+        "the other keeps its share: {}/{}",
+        a.hits(),
+        b.hits()
+    );
+}
+
+#[test]
+fn gateway_failures_count_too() {
+    let dead = free_addr();
+    let good = Origin::start("good");
+    let p = edge(
+        &[dead.to_string(), good.address()],
+        "consecutive_gateway_failure: 2, base_ejection_time: 30s, max_ejection_percent: 50",
+        2,
+    );
+    for _ in 0..20 {
+        // A refused connection is retried on the good backend.
+        assert_eq!(p.get("/", &[]).status, 200);
+    }
+    assert_eq!(
+        metric(
+            &p.metrics(),
+            "parapet_outlier_ejections_total",
+            "upstream=\"app\""
+        ),
+        Some(1.0)
+    );
+}
