@@ -106,6 +106,11 @@ pub enum Selection {
     #[default]
     RoundRobin,
     ConsistentHash,
+    /// The backend with the fewest requests in flight per unit of weight.
+    LeastConnections,
+    /// Power of two choices over a peak-sensitive moving average of
+    /// response-header latency × (requests in flight + 1).
+    P2cEwma,
 }
 
 #[derive(Debug, Clone, Deserialize)]

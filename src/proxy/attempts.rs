@@ -47,6 +47,12 @@ pub(super) fn pick(
     match pool.select(&key, &ctx.upstream.failed) {
         Some(addr) => {
             ctx.upstream.tried.push(addr);
+            // Replacing the previous attempt's count ends it.
+            ctx.upstream.in_flight = if pool.tracks_load() {
+                pool.stats(addr).map(crate::upstream::InFlight::start)
+            } else {
+                None
+            };
             ctx.upstream.started = Some(std::time::Instant::now());
             pool.requests_metric.inc();
             let upgrade = session.is_upgrade_req();
@@ -108,7 +114,7 @@ pub(super) fn answered(snap: &Snapshot, ctx: &mut RequestCtx, status: u16) {
     }
     if let (Some(pool), Some(addr)) = (pool_of(snap, ctx), ctx.upstream.current()) {
         if let (Some(stats), Some(started)) = (pool.stats(addr), ctx.upstream.started) {
-            stats.response(started.elapsed());
+            stats.response(pool.counted_latency(started.elapsed(), status >= 500));
         }
         if !(100..200).contains(&status) {
             pool.observe(addr, crate::upstream::Outcome::Status(status));
@@ -129,6 +135,11 @@ fn count_failure(pool: &Pool, ctx: &RequestCtx, kind: &str) {
     if let Some(addr) = ctx.upstream.current() {
         if let Some(stats) = pool.stats(addr) {
             stats.error();
+            // With p2c_ewma a failed attempt counts as a slow answer.
+            let penalty = pool.counted_latency(std::time::Duration::ZERO, true);
+            if !penalty.is_zero() {
+                stats.response(penalty);
+            }
         }
         pool.observe(addr, crate::upstream::Outcome::GatewayFailure);
     }

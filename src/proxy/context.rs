@@ -58,6 +58,9 @@ pub(crate) struct UpstreamAttempts {
     pub failed: Vec<SocketAddr>,
     /// A response header arrived: nothing is retried from now on.
     pub answered: bool,
+    /// The current attempt, counted in its backend's requests in flight
+    /// (pools that choose by load).
+    pub in_flight: Option<crate::upstream::InFlight>,
     /// When the current attempt started (for the backend's latency).
     pub started: Option<std::time::Instant>,
 }

@@ -15,6 +15,7 @@
 //! pool-side view of its backends (labels, SNI, counters) is a set swapped
 //! whole on each change (`members.rs`).
 
+mod adaptive;
 mod discovery;
 mod hash_key;
 mod health;
@@ -30,6 +31,7 @@ pub use hash_key::HashKey;
 pub use health::{HealthMetrics, HealthPlan};
 pub use members::{BackendInfo, BackendSet};
 pub use stats::BackendStats;
+pub(crate) use stats::InFlight;
 
 use crate::config::units::parse_positive_duration;
 use crate::config::{ConfigError, ConfigErrors, Selection, UpstreamConfig};
@@ -92,6 +94,8 @@ pub struct Pool {
     pub transport: crate::tls::upstream::UpstreamTransport,
     /// Passive health (`outlier_detection`), if configured.
     outlier: Option<outlier::OutlierPolicy>,
+    /// `least_connections` or `p2c_ewma`: chosen by load, not by the balancer.
+    adaptive: Option<adaptive::Adaptive>,
 }
 
 impl Pool {
@@ -165,11 +169,11 @@ impl Pool {
                     None
                 }
             },
-            (Selection::RoundRobin, Some(_)) => {
+            (_, Some(_)) => {
                 errs.push(at("hash_key"), "only used with selection: consistent_hash");
                 None
             }
-            (Selection::RoundRobin, None) => None,
+            (_, None) => None,
         };
         let health = cfg
             .health_check
@@ -260,9 +264,17 @@ impl Pool {
             tls: health_tls,
             update_every: discovery_interval,
         };
+        // The adaptive selections choose among the round-robin balancer's
+        // healthy backends themselves (see `adaptive`); Pingora's balancer
+        // still runs their health checks and discovery.
         let balancer = match cfg.selection {
-            Selection::RoundRobin => Balancer::RoundRobin(Arc::new(load_balancer(source(), setup))),
             Selection::ConsistentHash => Balancer::Hash(Arc::new(load_balancer(source(), setup))),
+            _ => Balancer::RoundRobin(Arc::new(load_balancer(source(), setup))),
+        };
+        let adaptive = match cfg.selection {
+            Selection::LeastConnections => Some(adaptive::Adaptive::LeastConnections),
+            Selection::P2cEwma => Some(adaptive::Adaptive::P2cEwma),
+            _ => None,
         };
         Some(Pool {
             name: name.to_string(),
@@ -281,6 +293,7 @@ impl Pool {
             gate: cfg.max_in_flight.map(crate::concurrency::Gate::new),
             transport,
             outlier,
+            adaptive,
         })
     }
 
@@ -323,6 +336,23 @@ impl Pool {
         );
     }
 
+    /// Whether this pool chooses by load (`least_connections`, `p2c_ewma`),
+    /// so requests in flight are counted.
+    pub(crate) fn tracks_load(&self) -> bool {
+        self.adaptive.is_some()
+    }
+
+    /// The latency a response counts as in this pool's averages: a 5xx
+    /// answer or a failed attempt counts as slow when the pool chooses by
+    /// latency, so fast errors do not attract traffic.
+    pub(crate) fn counted_latency(&self, latency: Duration, failed: bool) -> Duration {
+        if failed && self.adaptive == Some(adaptive::Adaptive::P2cEwma) {
+            latency.max(adaptive::FAILURE_PENALTY)
+        } else {
+            latency
+        }
+    }
+
     /// Whether passive health has `addr` out of selection now.
     pub(crate) fn is_ejected(&self, addr: SocketAddr) -> bool {
         self.outlier.is_some()
@@ -340,6 +370,14 @@ impl Pool {
 
     /// Picks a healthy backend not in `exclude`.
     pub fn select(&self, key: &[u8], exclude: &[SocketAddr]) -> Option<SocketAddr> {
+        if let Some(how) = self.adaptive {
+            let members = self.members.load();
+            let candidates: Vec<&BackendInfo> = members
+                .iter()
+                .filter(|b| !exclude.contains(&b.addr) && self.ready(b) && !self.is_ejected(b.addr))
+                .collect();
+            return how.choose(&candidates).map(|b| b.addr);
+        }
         let accept = |b: &Backend, healthy: bool| {
             healthy
                 && b.addr

@@ -14,6 +14,24 @@ pub struct BackendStats {
     latency_us: AtomicU64,
     /// Passive health (outlier ejection) state.
     pub(crate) ejection: super::outlier::Ejection,
+    /// Requests to this backend in flight now (see [`InFlight`]).
+    in_flight: AtomicU64,
+}
+
+/// One request in flight to a backend: counted while it lives.
+pub(crate) struct InFlight(std::sync::Arc<BackendStats>);
+
+impl InFlight {
+    pub(crate) fn start(stats: std::sync::Arc<BackendStats>) -> InFlight {
+        stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(stats)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl BackendStats {
@@ -28,6 +46,16 @@ impl BackendStats {
             (old * 7 + sample) / 8
         };
         self.latency_us.store(new.max(1), Ordering::Relaxed);
+    }
+
+    /// Requests in flight now.
+    pub(crate) fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Moving average latency in microseconds (0: none seen yet).
+    pub(crate) fn latency_us(&self) -> u64 {
+        self.latency_us.load(Ordering::Relaxed)
     }
 
     pub fn error(&self) {
