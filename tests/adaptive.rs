@@ -107,3 +107,61 @@ fn a_slow_backend_gets_less_traffic_under_load_aware_selection() {
     assert!(lc < 0.2, "least_connections: {lc}");
     assert!(p2c < 0.2, "p2c_ewma: {p2c}");
 }
+
+/// Shares of 4 backends for one hot key from 8 concurrent clients.
+fn hot_key_shares(extra: &str) -> Vec<f64> {
+    let backends: Vec<Delayed> = (0..4)
+        .map(|_| Delayed::start(Duration::from_millis(20)))
+        .collect();
+    let list: String = backends
+        .iter()
+        .map(|b| format!("      - {{address: \"{}\"}}\n", b.addr))
+        .collect();
+    let ports = Ports::new();
+    let p = Parapet::start_with(
+        &ports,
+        &base_config(
+            &ports,
+            &format!(
+                "upstreams:\n  app:\n    selection: consistent_hash\n    hash_key: \"header:X-Key\"\n{extra}    backends:\n{list}routes:\n  - upstream: app\n"
+            ),
+        ),
+    );
+    let addr = p.addr();
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            std::thread::spawn(move || {
+                for _ in 0..25 {
+                    assert_eq!(get(addr, "/", &[("X-Key", "hot")]).status, 200);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let hits: Vec<usize> = backends
+        .iter()
+        .map(|b| b.hits.load(Ordering::SeqCst))
+        .collect();
+    let total: usize = hits.iter().sum();
+    hits.iter().map(|h| *h as f64 / total as f64).collect()
+}
+
+#[test]
+fn a_hot_key_spills_over_under_bounded_load_hashing() {
+    let plain = hot_key_shares("");
+    let bounded = hot_key_shares("    hash_balance_factor: 1.25\n");
+    println!("hot key shares: plain {plain:.2?}, bounded {bounded:.2?}");
+    let max = |s: &[f64]| s.iter().cloned().fold(0.0, f64::max);
+    assert_eq!(
+        max(&plain),
+        1.0,
+        "plain consistent hashing sends a key to one backend"
+    );
+    assert!(max(&bounded) < 0.6, "bounded: {bounded:?}");
+    assert!(
+        bounded.iter().filter(|s| **s > 0.0).count() >= 3,
+        "{bounded:?}"
+    );
+}

@@ -43,6 +43,10 @@ pub struct UpstreamConfig {
     pub backends: Vec<BackendConfig>,
     #[serde(default)]
     pub selection: Selection,
+    /// Only for `consistent_hash`: no backend takes more than this factor ×
+    /// the mean requests in flight; a hot key spills to the next backend on
+    /// the ring (bounded-load hashing). More than 1, e.g. 1.25.
+    pub hash_balance_factor: Option<f64>,
     /// Only for `consistent_hash`: `uri`, `path`, `client_ip`, `header:NAME`, `cookie:NAME`.
     pub hash_key: Option<String>,
     pub health_check: Option<HealthCheckConfig>,

@@ -96,6 +96,8 @@ pub struct Pool {
     outlier: Option<outlier::OutlierPolicy>,
     /// `least_connections` or `p2c_ewma`: chosen by load, not by the balancer.
     adaptive: Option<adaptive::Adaptive>,
+    /// Bounded-load hashing: no backend above this factor × the mean load.
+    balance_factor: Option<f64>,
 }
 
 impl Pool {
@@ -271,6 +273,23 @@ impl Pool {
             Selection::ConsistentHash => Balancer::Hash(Arc::new(load_balancer(source(), setup))),
             _ => Balancer::RoundRobin(Arc::new(load_balancer(source(), setup))),
         };
+        let balance_factor = cfg.hash_balance_factor.and_then(|f| {
+            if cfg.selection != Selection::ConsistentHash {
+                errs.push(
+                    at("hash_balance_factor"),
+                    "only used with selection: consistent_hash",
+                );
+                None
+            } else if !(f > 1.0 && f.is_finite()) {
+                errs.push(
+                    at("hash_balance_factor"),
+                    format!("must be more than 1 (got {f})"),
+                );
+                None
+            } else {
+                Some(f)
+            }
+        });
         let adaptive = match cfg.selection {
             Selection::LeastConnections => Some(adaptive::Adaptive::LeastConnections),
             Selection::P2cEwma => Some(adaptive::Adaptive::P2cEwma),
@@ -294,6 +313,7 @@ impl Pool {
             transport,
             outlier,
             adaptive,
+            balance_factor,
         })
     }
 
@@ -339,7 +359,7 @@ impl Pool {
     /// Whether this pool chooses by load (`least_connections`, `p2c_ewma`),
     /// so requests in flight are counted.
     pub(crate) fn tracks_load(&self) -> bool {
-        self.adaptive.is_some()
+        self.adaptive.is_some() || self.balance_factor.is_some()
     }
 
     /// The latency a response counts as in this pool's averages: a 5xx
@@ -378,11 +398,24 @@ impl Pool {
                 .collect();
             return how.choose(&candidates).map(|b| b.addr);
         }
+        // Bounded load (Mirrokni et al.): a backend already carrying its
+        // share × the factor is passed over for the next one on the ring.
+        let bound = self.balance_factor.map(|factor| {
+            let members = self.members.load();
+            let (n, total) = members
+                .iter()
+                .fold((0u64, 0u64), |(n, t), b| (n + 1, t + b.stats.in_flight()));
+            ((total + 1) as f64 * factor / n.max(1) as f64).ceil() as u64
+        });
         let accept = |b: &Backend, healthy: bool| {
             healthy
-                && b.addr
-                    .as_inet()
-                    .is_some_and(|a| !exclude.contains(a) && !self.is_ejected(*a))
+                && b.addr.as_inet().is_some_and(|a| {
+                    !exclude.contains(a)
+                        && !self.is_ejected(*a)
+                        && bound.is_none_or(|limit| {
+                            self.stats(*a).is_none_or(|s| s.in_flight() < limit)
+                        })
+                })
         };
         let max_iterations = self.members.load().max_iterations();
         let chosen = match &self.balancer {
