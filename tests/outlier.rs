@@ -180,3 +180,38 @@ fn gateway_failures_count_too() {
         Some(1.0)
     );
 }
+
+#[test]
+fn steering_config_errors_name_their_path() {
+    let o = Origin::start("o");
+    for (pool, path) in [
+        (
+            "    outlier_detection: {max_ejection_percent: 150}\n",
+            "upstreams.o.outlier_detection.max_ejection_percent",
+        ),
+        (
+            "    outlier_detection: {consecutive_5xx: 0}\n",
+            "upstreams.o.outlier_detection.consecutive_5xx",
+        ),
+        (
+            "    selection: consistent_hash\n    hash_balance_factor: 1.0\n",
+            "upstreams.o.hash_balance_factor: must be more than 1",
+        ),
+        (
+            "    hash_balance_factor: 1.5\n",
+            "upstreams.o.hash_balance_factor: only used with selection: consistent_hash",
+        ),
+        ("    selection: p2c_fancy\n", "upstreams.o.selection"),
+    ] {
+        let ports = Ports::new();
+        let yaml = base_config(
+            &ports,
+            &format!(
+                "upstreams:\n  o:\n{pool}    backends: [{{address: \"{}\"}}]\nroutes:\n  - upstream: o\n",
+                o.address()
+            ),
+        );
+        let (ok, _, err) = check_config(&yaml);
+        assert!(!ok && err.contains(path), "{path}: {err}");
+    }
+}
