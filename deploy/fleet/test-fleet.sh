@@ -16,6 +16,8 @@
 #     for the dead node's share; the shield absorbs its shielded objects)
 #   * `docker start`: it rejoins (ring back to 3 everywhere) and owns its keys again
 #   * 50 fleet purges on one edge: fan-out latency p50/p99 (the answers' `ms`)
+#   * `docker stop` of an origin with a 2 s request in flight: it completes,
+#     the origin exits 0 well before Docker's 10 s timeout
 #   * teardown (`down -v`, also on failure or Ctrl-C)
 #
 # Prints PASS/FAIL lines, the numbers, and "N passed, M failed"; exits 1 on
@@ -242,6 +244,21 @@ d["curl_ms"] = float(lines[-1]) * 1000
 print(json.dumps(d))' "$body" >>"$out/purges.jsonl"
 done
 head -1 "$out/purges.jsonl" | sed 's/^/      first purge answer: /'
+
+# --- an origin stops promptly, finishing the request in flight ---------------------------------
+o1=$(docker ps -q --filter "label=com.docker.compose.project=$project" --filter label=com.docker.compose.service=origin1)
+dc exec -T origin2 busybox wget -q -O - 'http://origin1:8000/cgi-bin/obj/stop-test?delay=2' >"$tmp/inflight" 2>&1 &
+client=$!
+wait_until 5 bash -c 'docker exec "$1" busybox pidof httpd | grep -q " "' _ "$o1" || true # a child serves it
+t0=$(now)
+docker stop -t 10 "$o1" >/dev/null
+took=$(python3 -c "print(round($(now) - $t0, 1))")
+wait "$client" && client_ok=1 || client_ok=0
+code=$(docker inspect -f '{{.State.ExitCode}}' "$o1")
+echo "      docker stop origin1 with a 2 s request in flight: $took s, exit $code; the client got: $(head -c 60 "$tmp/inflight")"
+check "origin: docker stop finishes the request in flight and exits 0 before the 10 s timeout" \
+  bash -c '[ "$1" = 1 ] && grep -q "object stop-test from origin1" "$2" && [ "$3" = 0 ] && python3 -c "import sys; sys.exit(0 if $4 < 9 else 1)"' \
+  _ "$client_ok" "$tmp/inflight" "$code" "$took"
 
 # --- report ------------------------------------------------------------------------------------
 names_json=$(for n in "${!node_name[@]}"; do printf '"%s": "%s",' "$n" "${node_name[$n]}"; done | sed 's/,$//')
