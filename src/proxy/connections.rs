@@ -26,18 +26,24 @@ pub(crate) struct CountConnections<A> {
     pub hold_cleanup: std::time::Duration,
 }
 
-struct Open;
+/// An admitted connection: counted, holding its cap slots. The slots are
+/// released before the gauge goes down, so a connection counted as gone
+/// has also freed its place under the caps.
+struct Open {
+    slots: Vec<crate::concurrency::Slot>,
+}
 
 impl Open {
-    fn new() -> Open {
+    fn new(slots: Vec<crate::concurrency::Slot>) -> Open {
         metrics::DOWNSTREAM_CONNECTIONS.inc();
         metrics::DOWNSTREAM_CONNECTIONS_TOTAL.inc();
-        Open
+        Open { slots }
     }
 }
 
 impl Drop for Open {
     fn drop(&mut self) {
+        self.slots.clear();
         metrics::DOWNSTREAM_CONNECTIONS.dec();
     }
 }
@@ -50,9 +56,9 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for CountConnections<A> {
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         // Over a cap: close at once, before reading anything.
-        let mut _slots = Vec::new();
+        let mut slots = Vec::new();
         match self.caps.0.try_acquire() {
-            Some(s) => _slots.push(s),
+            Some(s) => slots.push(s),
             None => {
                 metrics::CONNECTIONS_REFUSED
                     .with_label_values(&["total"])
@@ -66,7 +72,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for CountConnections<A> {
         if let Some(per_ip) = &self.caps.1 {
             if let Some(ip) = peer_ip {
                 match per_ip.try_acquire(ip) {
-                    Some(s) => _slots.push(s),
+                    Some(s) => slots.push(s),
                     None => {
                         metrics::CONNECTIONS_REFUSED
                             .with_label_values(&["per_ip"])
@@ -76,7 +82,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for CountConnections<A> {
                 }
             }
         }
-        let _open = Open::new();
+        let _open = Open::new(slots);
         let on_slow = match (&self.reputation, peer_ip) {
             (Some(rep), Some(ip)) => Some((rep.clone(), ip)),
             _ => None,
