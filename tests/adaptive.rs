@@ -3,62 +3,15 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
+use support::raw_origin::{Behaviour, RawOrigin};
 use support::*;
-
-/// An origin answering `200` after `delay`, counting requests.
-struct Delayed {
-    addr: SocketAddr,
-    hits: Arc<AtomicUsize>,
-}
-
-impl Delayed {
-    fn start(delay: Duration) -> Delayed {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let hits = Arc::new(AtomicUsize::new(0));
-        let counter = hits.clone();
-        std::thread::spawn(move || {
-            for conn in listener.incoming().flatten() {
-                let counter = counter.clone();
-                std::thread::spawn(move || {
-                    let mut reader = BufReader::new(conn.try_clone().unwrap());
-                    let mut conn = conn;
-                    loop {
-                        let mut line = String::new();
-                        loop {
-                            line.clear();
-                            match reader.read_line(&mut line) {
-                                Ok(0) | Err(_) => return,
-                                Ok(_) if line == "\r\n" => break,
-                                Ok(_) => {}
-                            }
-                        }
-                        counter.fetch_add(1, Ordering::SeqCst);
-                        std::thread::sleep(delay);
-                        if conn
-                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-                            .is_err()
-                        {
-                            return;
-                        }
-                    }
-                });
-            }
-        });
-        Delayed { addr, hits }
-    }
-}
 
 /// Share of `n` requests (from 6 concurrent clients) the slow backend got.
 fn slow_share(selection: &str, n: usize) -> f64 {
-    let slow = Delayed::start(Duration::from_millis(50));
-    let fast: Vec<Delayed> = (0..2)
-        .map(|_| Delayed::start(Duration::from_millis(5)))
+    let slow = RawOrigin::start(Behaviour::OkAfter(Duration::from_millis(50)));
+    let fast: Vec<RawOrigin> = (0..2)
+        .map(|_| RawOrigin::start(Behaviour::OkAfter(Duration::from_millis(5))))
         .collect();
     let ports = Ports::new();
     let p = Parapet::start_with(
@@ -84,12 +37,8 @@ fn slow_share(selection: &str, n: usize) -> f64 {
     for t in threads {
         t.join().unwrap();
     }
-    let total = slow.hits.load(Ordering::SeqCst)
-        + fast
-            .iter()
-            .map(|f| f.hits.load(Ordering::SeqCst))
-            .sum::<usize>();
-    slow.hits.load(Ordering::SeqCst) as f64 / total as f64
+    let total = slow.hits() + fast.iter().map(|f| f.hits()).sum::<usize>();
+    slow.hits() as f64 / total as f64
 }
 
 #[test]
@@ -110,8 +59,8 @@ fn a_slow_backend_gets_less_traffic_under_load_aware_selection() {
 
 /// Shares of 4 backends for one hot key from 8 concurrent clients.
 fn hot_key_shares(extra: &str) -> Vec<f64> {
-    let backends: Vec<Delayed> = (0..4)
-        .map(|_| Delayed::start(Duration::from_millis(20)))
+    let backends: Vec<RawOrigin> = (0..4)
+        .map(|_| RawOrigin::start(Behaviour::OkAfter(Duration::from_millis(20))))
         .collect();
     let list: String = backends
         .iter()
@@ -140,10 +89,7 @@ fn hot_key_shares(extra: &str) -> Vec<f64> {
     for t in threads {
         t.join().unwrap();
     }
-    let hits: Vec<usize> = backends
-        .iter()
-        .map(|b| b.hits.load(Ordering::SeqCst))
-        .collect();
+    let hits: Vec<usize> = backends.iter().map(|b| b.hits()).collect();
     let total: usize = hits.iter().sum();
     hits.iter().map(|h| *h as f64 / total as f64).collect()
 }

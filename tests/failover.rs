@@ -6,120 +6,8 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use support::raw_origin::{Behaviour, RawOrigin};
 use support::*;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Fault {
-    /// Reads the whole request, then resets the connection (SO_LINGER 0).
-    Reset,
-    /// Reads the whole request and never answers (holds the connection
-    /// until the proxy gives up and closes it).
-    Blackhole,
-    /// Reads the whole request, answers bytes that are not HTTP, closes.
-    Garbage,
-}
-
-/// A raw TCP "origin" that fails every request in one way. Counts the
-/// requests it received in full.
-struct FaultyOrigin {
-    addr: SocketAddr,
-    hits: Arc<AtomicUsize>,
-}
-
-impl FaultyOrigin {
-    fn start(fault: Fault) -> FaultyOrigin {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let hits = Arc::new(AtomicUsize::new(0));
-        let counter = hits.clone();
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(conn) = conn else { return };
-                let counter = counter.clone();
-                std::thread::spawn(move || serve_faulty(conn, fault, &counter));
-            }
-        });
-        FaultyOrigin { addr, hits }
-    }
-
-    fn address(&self) -> String {
-        self.addr.to_string()
-    }
-
-    fn hits(&self) -> usize {
-        self.hits.load(Ordering::SeqCst)
-    }
-}
-
-/// Reads one request (head, then a `Content-Length` body) off `conn`;
-/// false on EOF or a malformed head.
-fn read_request(conn: &TcpStream) -> bool {
-    let mut reader = BufReader::new(conn);
-    let mut length = 0usize;
-    let mut line = String::new();
-    loop {
-        line.clear();
-        match reader.read_line(&mut line) {
-            Ok(0) | Err(_) => return false,
-            Ok(_) => {}
-        }
-        if line == "\r\n" {
-            break;
-        }
-        if let Some((name, value)) = line.split_once(':') {
-            if name.eq_ignore_ascii_case("content-length") {
-                length = value.trim().parse().unwrap_or(0);
-            }
-        }
-    }
-    // The proxy writes one request at a time: whatever BufReader holds
-    // beyond the head is this request's body.
-    let mut body = vec![0u8; length];
-    reader.read_exact(&mut body).is_ok()
-}
-
-fn serve_faulty(conn: TcpStream, fault: Fault, hits: &AtomicUsize) {
-    if !read_request(&conn) {
-        return;
-    }
-    hits.fetch_add(1, Ordering::SeqCst);
-    match fault {
-        Fault::Reset => {
-            use std::os::fd::AsRawFd;
-            let linger = libc::linger {
-                l_onoff: 1,
-                l_linger: 0,
-            };
-            // SAFETY: a valid socket fd and a correctly sized option value.
-            let rc = unsafe {
-                libc::setsockopt(
-                    conn.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    libc::SO_LINGER,
-                    &linger as *const libc::linger as *const libc::c_void,
-                    std::mem::size_of::<libc::linger>() as libc::socklen_t,
-                )
-            };
-            assert_eq!(rc, 0, "SO_LINGER");
-            drop(conn); // close with linger 0: RST instead of FIN
-        }
-        Fault::Blackhole => {
-            // Hold the connection until the proxy closes it.
-            let mut sink = [0u8; 4096];
-            let mut conn = conn;
-            while matches!(conn.read(&mut sink), Ok(n) if n > 0) {}
-        }
-        Fault::Garbage => {
-            let mut conn = conn;
-            let _ = conn.write_all(b"NOT-HTTP \x00\x01\x02 garbage\r\n\r\nsecret");
-            let _ = conn.flush();
-        }
-    }
-}
 
 /// A counter with exactly these labels from /metrics text (0 if absent).
 fn counter(text: &str, name: &str, labels: &str) -> f64 {
@@ -127,7 +15,7 @@ fn counter(text: &str, name: &str, labels: &str) -> f64 {
 }
 
 /// The faulty backend first, so round robin's first pick hits it.
-fn two_backends(faulty: &FaultyOrigin, good: &Origin, extra_pool: &str) -> (Ports, String) {
+fn two_backends(faulty: &RawOrigin, good: &Origin, extra_pool: &str) -> (Ports, String) {
     let ports = Ports::new();
     let yaml = base_config(
         &ports,
@@ -142,13 +30,17 @@ fn two_backends(faulty: &FaultyOrigin, good: &Origin, extra_pool: &str) -> (Port
     (ports, yaml)
 }
 
-fn check_failover(fault: Fault, gets: usize) {
-    let faulty = FaultyOrigin::start(fault);
+fn check_failover(fault: Behaviour, gets: usize) {
+    let faulty = RawOrigin::start(fault);
     let good = Origin::start("good");
     let (ports, yaml) = two_backends(&faulty, &good, "");
     let p = Parapet::start_with(&ports, &yaml);
-    let failed_status = if fault == Fault::Blackhole { 504 } else { 502 };
-    let kind = if fault == Fault::Blackhole {
+    let failed_status = if fault == Behaviour::Blackhole {
+        504
+    } else {
+        502
+    };
+    let kind = if fault == Behaviour::Blackhole {
         "timeout"
     } else {
         "read"
@@ -271,23 +163,23 @@ fn check_failover(fault: Fault, gets: usize) {
 
 #[test]
 fn a_reset_after_the_request_is_retried_on_another_backend() {
-    check_failover(Fault::Reset, 40);
+    check_failover(Behaviour::Reset, 40);
 }
 
 #[test]
 fn an_unparseable_response_is_retried_on_another_backend() {
-    check_failover(Fault::Garbage, 40);
+    check_failover(Behaviour::Garbage, 40);
 }
 
 #[test]
 fn a_backend_that_never_answers_is_retried_after_the_read_timeout() {
     // Each faulty attempt costs the 300 ms read timeout.
-    check_failover(Fault::Blackhole, 20);
+    check_failover(Behaviour::Blackhole, 20);
 }
 
 #[test]
 fn no_retry_starts_after_the_retry_deadline() {
-    let faulty = FaultyOrigin::start(Fault::Blackhole);
+    let faulty = RawOrigin::start(Behaviour::Blackhole);
     let good = Origin::start("good");
     // The read timeout (300 ms) outlasts the deadline (100 ms).
     let (ports, yaml) = two_backends(&faulty, &good, "    retry_deadline: 100ms\n");
@@ -318,7 +210,7 @@ fn no_retry_starts_after_the_retry_deadline() {
 fn a_lone_backend_that_times_out_still_gets_504() {
     // Nothing to fail over to: the timeout itself is the answer, not a
     // "no usable backend" 502.
-    let faulty = FaultyOrigin::start(Fault::Blackhole);
+    let faulty = RawOrigin::start(Behaviour::Blackhole);
     let ports = Ports::new();
     let p = Parapet::start_with(
         &ports,

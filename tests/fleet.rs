@@ -489,14 +489,8 @@ fn members_come_from_dns() {
 /// leaves the ring (passively at the first timeout, and by its probes).
 #[test]
 fn a_blackholed_peer_costs_a_timeout_not_an_error() {
-    let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let hole_addr = hole.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for c in hole.incoming().flatten() {
-            held.push(c); // accepted, never read, never answered
-        }
-    });
+    let hole = support::raw_origin::RawOrigin::start(support::raw_origin::Behaviour::Blackhole);
+    let hole_addr = hole.addr;
     let origin = Origin::start("o");
     let ports = vec![Ports::new()];
     let ghost = format!("    - {{name: hole, address: \"{hole_addr}\"}}\n");

@@ -5,58 +5,9 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
+use support::raw_origin::{Behaviour, RawOrigin};
 use support::*;
-
-/// An origin that answers every request `503`, keeping the connection.
-struct Failing {
-    addr: SocketAddr,
-    hits: Arc<AtomicUsize>,
-}
-
-impl Failing {
-    fn start() -> Failing {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let hits = Arc::new(AtomicUsize::new(0));
-        let counter = hits.clone();
-        std::thread::spawn(move || {
-            for conn in listener.incoming().flatten() {
-                let counter = counter.clone();
-                std::thread::spawn(move || {
-                    let mut reader = BufReader::new(conn.try_clone().unwrap());
-                    let mut conn = conn;
-                    loop {
-                        let mut line = String::new();
-                        loop {
-                            line.clear();
-                            match reader.read_line(&mut line) {
-                                Ok(0) | Err(_) => return,
-                                Ok(_) if line == "\r\n" => break,
-                                Ok(_) => {}
-                            }
-                        }
-                        counter.fetch_add(1, Ordering::SeqCst);
-                        let reply =
-                            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nsick";
-                        if conn.write_all(reply).is_err() {
-                            return;
-                        }
-                    }
-                });
-            }
-        });
-        Failing { addr, hits }
-    }
-
-    fn hits(&self) -> usize {
-        self.hits.load(Ordering::SeqCst)
-    }
-}
 
 fn edge(backends: &[String], outlier: &str, retries: usize) -> Parapet {
     let list: String = backends
@@ -77,7 +28,7 @@ fn edge(backends: &[String], outlier: &str, retries: usize) -> Parapet {
 
 #[test]
 fn a_backend_answering_503_is_ejected_and_comes_back_later() {
-    let sick = Failing::start();
+    let sick = RawOrigin::start(Behaviour::ServiceUnavailable);
     let good = Origin::start("good");
     let p = edge(
         &[sick.addr.to_string(), good.address()],
@@ -129,7 +80,10 @@ fn a_backend_answering_503_is_ejected_and_comes_back_later() {
 
 #[test]
 fn max_ejection_percent_never_empties_the_pool() {
-    let (a, b) = (Failing::start(), Failing::start());
+    let (a, b) = (
+        RawOrigin::start(Behaviour::ServiceUnavailable),
+        RawOrigin::start(Behaviour::ServiceUnavailable),
+    );
     let good = Origin::start("good");
     // 34% of 3: one backend may be out at a time.
     let p = edge(

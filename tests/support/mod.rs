@@ -36,6 +36,7 @@
 pub mod pki;
 
 pub mod dns;
+pub mod raw_origin;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
