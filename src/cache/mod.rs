@@ -10,8 +10,8 @@
 //! | `response_cache_filter`  | [`policy::evaluate`] → `CacheMeta` with RFC ages         |
 //! | `cache_vary_filter`      | [`key::variance`]                                       |
 //! | `should_serve_stale`     | stale-while-revalidate, stale-if-error windows          |
-//! | `response_filter`        | `Cache-Status` ([`status`])                             |
-//! | `logging`                | metrics; invalidation after unsafe methods              |
+//! | `response_filter`        | `Cache-Status` ([`status`]); invalidation after unsafe methods |
+//! | `logging`                | metrics                                                 |
 
 pub mod directives;
 mod disk;
@@ -324,11 +324,9 @@ impl CacheRuntime {
             4096, None,
         )));
         let storage = Box::leak(Box::new(Tiered::new(memory, disk, eviction)));
-        let purges = purge_log::PurgeLog::open(
-            disk.is_some()
-                .then(|| settings.disk.as_ref().map(|(p, _)| p.clone()))
-                .flatten(),
-        );
+        // Kept on disk beside the objects it concerns, when the disk tier opened.
+        let purges =
+            purge_log::PurgeLog::open(disk.and(settings.disk.as_ref()).map(|(p, _)| p.clone()));
         Box::leak(Box::new(CacheRuntime {
             predictor,
             storage,

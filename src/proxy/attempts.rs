@@ -136,8 +136,7 @@ fn count_failure(pool: &Pool, ctx: &RequestCtx, kind: &str) {
         if let Some(stats) = pool.stats(addr) {
             stats.error();
             // With p2c_ewma a failed attempt counts as a slow answer.
-            let penalty = pool.counted_latency(std::time::Duration::ZERO, true);
-            if !penalty.is_zero() {
+            if let Some(penalty) = pool.failure_penalty() {
                 stats.response(penalty);
             }
         }

@@ -47,7 +47,13 @@ fn request_port(req: &RequestHeader, scheme: &str) -> u16 {
 }
 
 /// The key and the URL it is for, for `target` (a path and query) on this request's origin.
-fn key_for(req: &RequestHeader, scheme: &str, route: &RouteCache) -> CacheKey {
+/// `primary`: the primary key bytes, when already computed for this request.
+fn key_for(
+    req: &RequestHeader,
+    scheme: &str,
+    route: &RouteCache,
+    primary: Option<Vec<u8>>,
+) -> CacheKey {
     let host = request_host(req).to_ascii_lowercase();
     let port = request_port(req, scheme);
     let target = req
@@ -55,22 +61,42 @@ fn key_for(req: &RequestHeader, scheme: &str, route: &RouteCache) -> CacheKey {
         .path_and_query()
         .map_or(req.uri.path(), |pq| pq.as_str());
     let url = key::stored_url(scheme, &host, port, target);
-    key::with_url(key::primary(scheme, &host, port, req, &route.key), url)
+    let primary = primary.unwrap_or_else(|| key::primary(scheme, &host, port, req, &route.key));
+    key::with_url(primary, url)
 }
 
 /// The primary key bytes of this request on `route`: what the fleet's ring
-/// is fed, so that the owner of an object is the node whose cache keys it.
-pub(super) fn primary_key(session: &Session, ctx: &RequestCtx, route: &RouteCache) -> Vec<u8> {
-    let scheme = ctx.client.as_ref().map_or("http", |c| c.scheme);
-    let req = session.req_header();
-    let host = request_host(req).to_ascii_lowercase();
-    key::primary(scheme, &host, request_port(req, scheme), req, &route.key)
+/// and a shield pool are fed, so that the owner of an object is the node
+/// whose cache keys it. Computed once; the cache key takes them over.
+pub(super) fn primary_key<'a>(
+    session: &Session,
+    ctx: &'a mut RequestCtx,
+    route: &RouteCache,
+) -> &'a [u8] {
+    if ctx.cache.primary.is_none() {
+        let scheme = ctx.client.as_ref().map_or("http", |c| c.scheme);
+        let req = session.req_header();
+        let host = request_host(req).to_ascii_lowercase();
+        ctx.cache.primary = Some(key::primary(
+            scheme,
+            &host,
+            request_port(req, scheme),
+            req,
+            &route.key,
+        ));
+    }
+    ctx.cache.primary.as_deref().unwrap_or_default()
 }
 
 /// `cache_key_callback`.
-pub(super) fn cache_key(session: &Session, ctx: &RequestCtx, route: &RouteCache) -> CacheKey {
+pub(super) fn cache_key(session: &Session, ctx: &mut RequestCtx, route: &RouteCache) -> CacheKey {
     let scheme = ctx.client.as_ref().map_or("http", |c| c.scheme);
-    key_for(session.req_header(), scheme, route)
+    key_for(
+        session.req_header(),
+        scheme,
+        route,
+        ctx.cache.primary.take(),
+    )
 }
 
 /// `cache_hit_filter`: request directives that refuse what is stored
@@ -344,15 +370,8 @@ pub(super) fn response_headers(
     Ok(())
 }
 
-/// `logging`: cache metrics, and invalidation of the URL (and same-origin
-/// `Location` / `Content-Location`) after a successful unsafe request
-/// (RFC 9111 §4.4).
-pub(super) async fn after_response(
-    session: &Session,
-    ctx: &RequestCtx,
-    runtime: &'static CacheRuntime,
-    route: &RouteCache,
-) {
+/// `logging`: cache metrics.
+pub(super) fn after_response(session: &Session, ctx: &RequestCtx) {
     if let Some(result) = ctx.cache.result {
         metrics::CACHE_LOOKUPS.with_label_values(&[result]).inc();
         let from_cache = matches!(
@@ -366,27 +385,35 @@ pub(super) async fn after_response(
             metrics::CACHE_LOCK_WAIT.observe(wait.as_secs_f64());
         }
     }
-    if !ctx.cache.invalidate {
-        return;
-    }
-    let status = session.response_written().map_or(0, |r| r.status.as_u16());
-    if !(200..400).contains(&status) {
+}
+
+/// `response_filter` of an unsafe request on a caching route: a non-error
+/// answer invalidates its URL and same-origin `Location` /
+/// `Content-Location` (RFC 9111 §4.4) before the answer goes out, so a
+/// client that sends its next request as soon as it has this one's head
+/// never gets the old copy.
+pub(super) async fn invalidate(
+    session: &Session,
+    resp: &ResponseHeader,
+    ctx: &RequestCtx,
+    runtime: &'static CacheRuntime,
+    route: &RouteCache,
+) {
+    if !(200..400).contains(&resp.status.as_u16()) {
         return;
     }
     let scheme = ctx.client.as_ref().map_or("http", |c| c.scheme);
     let req = session.req_header();
-    let mut targets = vec![key_for(req, scheme, route)];
-    if let Some(resp) = session.response_written() {
-        for name in [http::header::LOCATION, http::header::CONTENT_LOCATION] {
-            let Some(v) = resp.headers.get(&name).and_then(|v| v.to_str().ok()) else {
-                continue;
-            };
-            if let Some(path) = same_origin_path(v, request_host(req)) {
-                let mut other = req.clone();
-                if let Ok(uri) = path.parse::<http::Uri>() {
-                    other.set_uri(uri);
-                    targets.push(key_for(&other, scheme, route));
-                }
+    let mut targets = vec![key_for(req, scheme, route, None)];
+    for name in [http::header::LOCATION, http::header::CONTENT_LOCATION] {
+        let Some(v) = resp.headers.get(&name).and_then(|v| v.to_str().ok()) else {
+            continue;
+        };
+        if let Some(path) = same_origin_path(v, request_host(req)) {
+            let mut other = req.clone();
+            if let Ok(uri) = path.parse::<http::Uri>() {
+                other.set_uri(uri);
+                targets.push(key_for(&other, scheme, route, None));
             }
         }
     }

@@ -43,6 +43,9 @@ pub(crate) struct CacheCtx {
     pub result: Option<&'static str>,
     /// An unsafe request on a caching route: invalidate its URL if it succeeds.
     pub invalidate: bool,
+    /// The primary key bytes, when computed before the cache key (fleet
+    /// sharding): the cache key takes them over.
+    pub primary: Option<Vec<u8>>,
     /// The origin's 304 to a revalidation: its fields update the stored ones.
     pub not_modified: Option<Box<pingora::http::ResponseHeader>>,
 }

@@ -4,7 +4,7 @@
 //! owner, then the origin).
 
 use super::RequestCtx;
-use crate::cache::{CacheRuntime, RouteCache};
+use crate::cache::{CacheRuntime, Shard};
 use crate::filters::EdgeReason;
 use crate::fleet::{Fleet, Owner, Verdict, CONTROL_PREFIX, PROBE_PATH};
 use crate::metrics;
@@ -149,23 +149,12 @@ async fn control(
     Ok(())
 }
 
-/// `request_cache_filter`, on a sharded route: whether this node serves the
-/// request itself. When another node owns the key, its owners are noted for
+/// `request_cache_filter`, on a sharded route for a client's request (a
+/// peer's hop is served where it lands): whether this node's cache is used.
+/// When another node owns the key, its owners are noted for
 /// `upstream_peer`, and the local cache is used only with `also_local`.
-pub(super) fn shard(
-    fleet: &Fleet,
-    route: &RouteCache,
-    primary_key: Vec<u8>,
-    ctx: &mut RequestCtx,
-) -> bool {
-    let Some(shard) = route.shard else {
-        return true;
-    };
-    if ctx.fleet.from_peer.is_some() {
-        // A hop: this node was chosen as the owner; never forward again.
-        return true;
-    }
-    match fleet.owner(&primary_key) {
+pub(super) fn shard(shard: Shard, owner: Owner, ctx: &mut RequestCtx) -> bool {
+    match owner {
         Owner::Local => true,
         Owner::Peers(owners) => {
             ctx.fleet.owners = owners;
@@ -214,8 +203,9 @@ pub(super) fn next_parent(
         return Ok(None);
     }
     let pool = snap.edge.pools.get(parent.pool);
-    let key = super::caching::primary_key(session, ctx, route_cache);
-    match pool.select(&key, &ctx.upstream.failed) {
+    super::caching::primary_key(session, ctx, route_cache);
+    let key = ctx.cache.primary.as_deref().unwrap_or_default();
+    match pool.select(key, &ctx.upstream.failed) {
         Some(addr) => {
             ctx.fleet.target = Target::Parent(addr);
             pool.requests_metric.inc();

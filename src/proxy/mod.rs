@@ -10,7 +10,7 @@
 //! | `fail_to_connect` / `error_while_proxy` | count, and retry elsewhere within the budget | attempts, fleet |
 //! | `upstream_request_filter` | path rewrite, X-Forwarded-*, request id, rules  | routing, forwarding |
 //! | `upstream_response_filter`| strip origin identity headers                   | forwarding    |
-//! | `response_filter`         | route response rules, request id, HSTS, compression, drain close, the response's own `Date` | routing, forwarding, compression, response_date |
+//! | `response_filter`         | route response rules, Cache-Status and invalidation, request id, HSTS, compression, drain close, the response's own `Date` | routing, caching, forwarding, compression, response_date |
 //! | `fail_to_proxy`           | edge error page without backend details; a broken-off body ends the connection | edge_response |
 //! | `logging`                 | metrics and the access log line                 | metrics, access_log |
 
@@ -267,10 +267,10 @@ impl ProxyHttp for Edge {
             return Ok(());
         }
         if let Some((runtime, route)) = self.caching(ctx) {
-            let local = match &self.snap.edge.fleet {
-                Some(f) if route.shard.is_some() && ctx.fleet.from_peer.is_none() => {
-                    let key = caching::primary_key(session, ctx, route);
-                    fleet::shard(f, route, key, ctx)
+            let local = match (&self.snap.edge.fleet, route.shard) {
+                (Some(f), Some(shard)) if ctx.fleet.from_peer.is_none() => {
+                    let owner = f.owner(caching::primary_key(session, ctx, route));
+                    fleet::shard(shard, owner, ctx)
                 }
                 _ => true,
             };
@@ -497,7 +497,7 @@ impl ProxyHttp for Edge {
             let on = route.is_some_and(|r| r.compression);
             compression::on_response(session, upstream_response, on, c);
         }
-        if let Some((_, route_cache)) = self.caching(ctx) {
+        if let Some((runtime, route_cache)) = self.caching(ctx) {
             caching::response_headers(
                 session,
                 upstream_response,
@@ -505,6 +505,9 @@ impl ProxyHttp for Edge {
                 route_cache,
                 &self.snap.edge.cache_name,
             )?;
+            if ctx.cache.invalidate {
+                caching::invalidate(session, upstream_response, ctx, runtime, route_cache).await;
+            }
         }
         self.snap
             .edge
@@ -584,8 +587,8 @@ impl ProxyHttp for Edge {
                 .with_label_values(&[reason.as_str()])
                 .inc();
         }
-        if let Some((runtime, route_cache)) = self.caching(ctx) {
-            caching::after_response(session, ctx, runtime, route_cache).await;
+        if self.caching(ctx).is_some() {
+            caching::after_response(session, ctx);
         }
         if let (Some(rep), Some(client)) = (&self.snap.edge.reputation, &ctx.client) {
             if let Some(event) = crate::behaviour::Event::from_outcome(status, ctx.edge_reason) {
