@@ -30,6 +30,34 @@ impl Cidr {
     }
 }
 
+impl Cidr {
+    /// The network's family (IPv4: true) and its first and last address
+    /// as numbers (see [`as_number`]).
+    pub(crate) fn range(&self) -> (bool, u128, u128) {
+        match self.addr {
+            IpAddr::V4(a) => {
+                let mask = mask32(self.prefix);
+                let base = u32::from(a) & mask;
+                (true, u128::from(base), u128::from(base | !mask))
+            }
+            IpAddr::V6(a) => {
+                let mask = mask128(self.prefix);
+                let base = u128::from(a) & mask;
+                (false, base, base | !mask)
+            }
+        }
+    }
+}
+
+/// An address as its family (IPv4, or IPv4-mapped IPv6: true) and number,
+/// as [`Cidr::contains`] compares them.
+pub(crate) fn as_number(ip: IpAddr) -> (bool, u128) {
+    match canonical(ip) {
+        IpAddr::V4(a) => (true, u128::from(u32::from(a))),
+        IpAddr::V6(a) => (false, u128::from(a)),
+    }
+}
+
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),

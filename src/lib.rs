@@ -46,6 +46,7 @@ pub(crate) mod error_pages;
 pub mod filters;
 pub(crate) mod fleet;
 pub(crate) mod forwarding;
+pub(crate) mod geo;
 pub(crate) mod lifecycle;
 pub(crate) mod logging;
 pub(crate) mod metrics;

@@ -8,9 +8,9 @@
 //! Request metrics are recorded once per request in the proxy's `logging` hook.
 
 use prometheus::{
-    register_histogram, register_histogram_vec, register_int_counter, register_int_counter_vec,
-    register_int_gauge, register_int_gauge_vec, Histogram, HistogramVec, IntCounter, IntCounterVec,
-    IntGauge, IntGaugeVec,
+    register_gauge_vec, register_histogram, register_histogram_vec, register_int_counter,
+    register_int_counter_vec, register_int_gauge, register_int_gauge_vec, GaugeVec, Histogram,
+    HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
 };
 use std::sync::LazyLock;
 
@@ -445,6 +445,64 @@ pub(crate) static FLEET_PURGE_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
     .unwrap()
 });
 
+/// Requests in flight to each backend, read at scrape time (counted by
+/// pools that choose by load: `least_connections`, `p2c_ewma`,
+/// `hash_balance_factor`; 0 elsewhere).
+pub(crate) static BACKEND_IN_FLIGHT: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        "parapet_backend_in_flight",
+        "Requests in flight to the backend (pools that choose by load).",
+        &["upstream", "backend"]
+    )
+    .unwrap()
+});
+
+/// The moving average of each backend's response-header latency (the
+/// `p2c_ewma` input), read at scrape time.
+pub(crate) static BACKEND_LATENCY_EWMA: LazyLock<GaugeVec> = LazyLock::new(|| {
+    register_gauge_vec!(
+        "parapet_backend_latency_ewma_seconds",
+        "Moving average (1/8) of the backend's response-header latency; failures count as 1 s on p2c_ewma pools.",
+        &["upstream", "backend"]
+    )
+    .unwrap()
+});
+
+/// 1 while passive health has a backend ejected, read at scrape time.
+pub(crate) static BACKEND_EJECTED: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        "parapet_backend_ejected",
+        "1 while outlier detection has the backend out of selection.",
+        &["upstream", "backend"]
+    )
+    .unwrap()
+});
+
+/// Client address lookups of `geo:`, by what placed the client: `network`
+/// (`geo.networks`), `database`, `unknown` (the default region), `error`
+/// (a damaged database record).
+pub(crate) static GEO_LOOKUPS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "parapet_geo_lookups_total",
+        "Client address lookups, by what placed the client.",
+        &["source"]
+    )
+    .unwrap()
+});
+
+/// Requests a pool steered by region sent to a backend, by the backend's
+/// region and how it was chosen: `local` (the client's region), `spill`
+/// (another region took a share: the client's had too few healthy
+/// backends), `panic` (too few healthy anywhere: health ignored).
+pub(crate) static REGION_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "parapet_upstream_region_requests_total",
+        "Requests a region-steered pool sent, by backend region and how it was chosen.",
+        &["upstream", "region", "choice"]
+    )
+    .unwrap()
+});
+
 /// Backends ejected from selection by passive health (outlier detection).
 pub(crate) static OUTLIER_EJECTIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
@@ -500,6 +558,11 @@ pub(crate) fn init() {
     LazyLock::force(&FLEET_PURGE_FANOUT);
     LazyLock::force(&FLEET_PURGE_SECONDS);
     LazyLock::force(&OUTLIER_EJECTIONS);
+    LazyLock::force(&GEO_LOOKUPS);
+    LazyLock::force(&BACKEND_IN_FLIGHT);
+    LazyLock::force(&BACKEND_LATENCY_EWMA);
+    LazyLock::force(&BACKEND_EJECTED);
+    LazyLock::force(&REGION_REQUESTS);
     LazyLock::force(&CLIENT_BLOCKS);
     LazyLock::force(&CLIENT_UNBLOCKS);
 }

@@ -131,6 +131,8 @@ pub(crate) struct EdgePolicy {
     pub(crate) fleet: Option<Arc<crate::fleet::Fleet>>,
     /// The cache's name in `Cache-Status`: `parapet`, or `parapet-NODE` in a fleet.
     pub(crate) cache_name: String,
+    /// Where clients are, and which region is nearest which.
+    pub(crate) geo: crate::geo::Geography,
 }
 
 impl EdgePolicy {
@@ -220,7 +222,8 @@ impl Snapshot {
                 None
             }
         });
-        let pools = Pools::build(&raw.upstreams, &raw.broken.upstreams, &mut errs);
+        let geo = crate::geo::Geography::of_config(raw, &mut errs);
+        let pools = Pools::build(&raw.upstreams, &raw.broken.upstreams, &geo, &mut errs);
         if raw.routes.is_empty() && !raw.broken.routes {
             errs.push(
                 "routes",
@@ -232,6 +235,7 @@ impl Snapshot {
             pools.index(),
             raw.cache.as_ref(),
             raw.compression.as_ref(),
+            &geo,
             &mut errs,
         );
         let forwarding = Forwarding::build(&raw.forwarding, &mut errs);
@@ -302,6 +306,7 @@ impl Snapshot {
                 access_log,
                 fleet,
                 cache_name,
+                geo,
             },
             cache,
             admin: AdminSettings {

@@ -111,3 +111,46 @@ fn a_hot_key_spills_over_under_bounded_load_hashing() {
         "{bounded:?}"
     );
 }
+
+/// Slow start: a backend back from a failed health check gets a small share
+/// at first, its full share once the window has passed.
+#[test]
+fn a_backend_back_in_service_ramps_up_under_slow_start() {
+    let a = Origin::start("a");
+    let b = Origin::start("b");
+    let ports = Ports::new();
+    let p = Parapet::start_with(
+        &ports,
+        &base_config(
+            &ports,
+            &format!(
+                "upstreams:\n  app:\n    slow_start: 4s\n    health_check: {{path: /healthz, interval: 100ms, timeout: 500ms, healthy_threshold: 1, unhealthy_threshold: 1}}\n    backends:\n      - {{address: \"{}\"}}\n      - {{address: \"{}\"}}\nroutes:\n  - upstream: app\n",
+                a.address(),
+                b.address()
+            ),
+        ),
+    );
+    let healthy = |o: &Origin| p.backend_healthy("app", &o.address(), "");
+    let share_of_b = |n: usize| {
+        let to_b = (0..n)
+            .filter(|_| p.get("/", &[]).echo().origin == "b")
+            .count();
+        to_b as f64 / n as f64
+    };
+    // There from the start: warm, an even split.
+    assert_eq!(share_of_b(40), 0.5);
+    b.set_healthy(false);
+    wait_until(Duration::from_secs(10), "b down", || {
+        healthy(&b) == Some(0.0)
+    });
+    b.set_healthy(true);
+    wait_until(Duration::from_secs(10), "b up", || healthy(&b) == Some(1.0));
+    let early = share_of_b(40);
+    assert!(
+        early < 0.35,
+        "b got {early} of the traffic right after coming back"
+    );
+    wait_until(Duration::from_secs(15), "b back to its full share", || {
+        share_of_b(40) == 0.5
+    });
+}

@@ -169,3 +169,50 @@ fn steering_config_errors_name_their_path() {
         assert!(!ok && err.contains(path), "{path}: {err}");
     }
 }
+
+/// An ejection ends early when the active health check, having failed,
+/// passes again: the backend does not wait out its ejection time.
+#[test]
+fn a_passing_health_check_ends_an_ejection_early() {
+    let mut flaky = Origin::start("flaky");
+    let good = Origin::start("good");
+    let ports = Ports::new();
+    let p = Parapet::start_with(
+        &ports,
+        &base_config(
+            &ports,
+            &format!(
+                "upstreams:\n  app:\n    retries: 1\n    outlier_detection: {{consecutive_gateway_failure: 2, base_ejection_time: 300s, max_ejection_percent: 50}}\n    health_check: {{path: /healthz, interval: 1s, timeout: 500ms, healthy_threshold: 1, unhealthy_threshold: 2}}\n    backends:\n      - {{address: \"{}\"}}\n      - {{address: \"{}\"}}\nroutes:\n  - upstream: app\n",
+                flaky.address(),
+                good.address()
+            ),
+        ),
+    );
+    flaky.stop();
+    // Live requests find it refusing connections before the health check
+    // does: ejected (the retry answers the client).
+    for _ in 0..6 {
+        assert_eq!(p.get("/", &[]).status, 200);
+    }
+    let labels = format!("backend=\"{}\",upstream=\"app\"", flaky.address());
+    assert_eq!(
+        metric(&p.metrics(), "parapet_backend_ejected", &labels),
+        Some(1.0)
+    );
+    let address = flaky.address();
+    let healthy = || p.backend_healthy("app", &address, "");
+    wait_until(Duration::from_secs(10), "health check sees it down", || {
+        healthy() == Some(0.0)
+    });
+    flaky.restart();
+    wait_until(Duration::from_secs(10), "health check sees it up", || {
+        healthy() == Some(1.0)
+    });
+    assert_eq!(
+        metric(&p.metrics(), "parapet_backend_ejected", &labels),
+        Some(0.0)
+    );
+    wait_until(Duration::from_secs(5), "traffic back on it", || {
+        p.get("/", &[]).echo().origin == "flaky"
+    });
+}

@@ -115,11 +115,14 @@ impl ServeHttp for AdminApp {
             return r;
         }
         let mut resp = match req.uri.path() {
-            "/metrics" => reply(
-                StatusCode::OK,
-                "text/plain; version=0.0.4; charset=utf-8",
-                metrics::render(),
-            ),
+            "/metrics" => {
+                self.snap.edge.pools.refresh_gauges();
+                reply(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    metrics::render(),
+                )
+            }
             "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n"),
             "/readyz" if lifecycle::is_draining() => {
                 reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "draining\n")

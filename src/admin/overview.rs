@@ -82,6 +82,8 @@ pub(crate) struct Overview {
     /// When this generation started (RFC 3339).
     pub started: String,
     pub uptime_seconds: u64,
+    /// This node's region (`server.region`).
+    pub region: Option<String>,
     pub connections_active: i64,
     pub requests_total: u64,
     pub requests_by_class: BTreeMap<String, u64>,
@@ -119,6 +121,10 @@ pub(crate) struct BackendView {
     pub healthy: bool,
     /// Out of selection for failing live requests (outlier detection).
     pub ejected: bool,
+    /// Times ejected since this generation started.
+    pub ejections: u32,
+    /// Requests in flight now (counted by pools that choose by load).
+    pub in_flight: u64,
     pub requests: u64,
     pub errors: u64,
     pub latency_ms: Option<f64>,
@@ -156,6 +162,8 @@ pub(crate) fn gather(snap: &Snapshot) -> Overview {
                     weight: b.weight,
                     healthy: pool.is_healthy(b.addr),
                     ejected: pool.is_ejected(b.addr),
+                    ejections: b.stats.ejections(),
+                    in_flight: b.stats.in_flight(),
                     requests: b.stats.requests(),
                     errors: b.stats.errors(),
                     latency_ms: b.stats.latency_ms(),
@@ -208,6 +216,11 @@ pub(crate) fn gather(snap: &Snapshot) -> Overview {
         },
         started: crate::access_log::rfc3339(snap.admin.started),
         uptime_seconds: snap.admin.started.elapsed().map_or(0, |d| d.as_secs()),
+        region: snap
+            .edge
+            .geo
+            .home()
+            .map(|r| snap.edge.geo.regions.name(r).to_string()),
         connections_active: metrics::DOWNSTREAM_CONNECTIONS.get(),
         requests_total: classes.values().sum(),
         requests_by_class: classes,

@@ -208,7 +208,7 @@ fn summary(h: &mut String, o: &Overview) {
 fn pools(h: &mut String, o: &Overview) {
     h.push_str(
         "<section id=\"pools\"><h2>Upstream pools</h2><table><tr><th>backend</th><th>region</th>\
-         <th class=\"num\">weight</th><th>health</th><th class=\"num\">requests</th>\
+         <th class=\"num\">weight</th><th>health</th><th class=\"num\">in flight</th><th class=\"num\">requests</th>\
          <th class=\"num\">errors</th><th class=\"num\">latency</th></tr>",
     );
     for p in &o.pools {
@@ -219,7 +219,7 @@ fn pools(h: &mut String, o: &Overview) {
         };
         let _ = write!(
             h,
-            "<tr class=\"pool\"><td colspan=\"7\">{} <span class=\"badge {badge}\">{}/{} healthy</span></td></tr>",
+            "<tr class=\"pool\"><td colspan=\"8\">{} <span class=\"badge {badge}\">{}/{} healthy</span></td></tr>",
             esc(&p.name),
             p.healthy,
             p.backends.len()
@@ -228,7 +228,7 @@ fn pools(h: &mut String, o: &Overview) {
             let _ = write!(
                 h,
                 "<tr><td>{}</td><td>{}</td><td class=\"num\">{}</td><td><span class=\"badge {}\">{}</span></td>\
-                 <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+                 <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
                 esc(&b.backend),
                 esc(if b.region.is_empty() { "–" } else { &b.region }),
                 b.weight,
@@ -238,10 +238,11 @@ fn pools(h: &mut String, o: &Overview) {
                     (false, _) => "b-bad",
                 },
                 match (b.healthy, b.ejected) {
-                    (true, false) => "up",
-                    (true, true) => "ejected",
-                    (false, _) => "down",
+                    (true, false) => "up".to_string(),
+                    (true, true) => format!("ejected: failing live requests (ejection {})", b.ejections),
+                    (false, _) => "down: failing health checks".to_string(),
                 },
+                b.in_flight,
                 b.requests,
                 b.errors,
                 b.latency_ms

@@ -8,6 +8,7 @@
 mod errors;
 mod features;
 mod fleet;
+mod geo;
 pub mod model;
 pub mod units;
 mod upstreams;
@@ -15,6 +16,7 @@ mod upstreams;
 pub use errors::{ConfigError, ConfigErrors};
 pub use features::*;
 pub use fleet::*;
+pub use geo::*;
 pub use model::*;
 pub use upstreams::*;
 
@@ -41,6 +43,7 @@ pub struct RawConfig {
     pub compression: Option<CompressionConfig>,
     pub access_log: Option<AccessLogConfig>,
     pub fleet: Option<FleetConfig>,
+    pub geo: Option<GeoConfig>,
     /// What failed the schema check, so that semantic validation of the rest
     /// does not report follow-on errors ("no listener", "no such upstream").
     pub broken: Broken,
@@ -71,6 +74,7 @@ const SECTIONS: &[&str] = &[
     "compression",
     "access_log",
     "fleet",
+    "geo",
 ];
 
 /// Reads and schema-checks a config file; see [`parse_partial`].
@@ -161,6 +165,7 @@ pub fn parse_partial(text: &str) -> (Option<RawConfig>, ConfigErrors) {
         compression: one(&root, "compression", &mut errs),
         access_log: one(&root, "access_log", &mut errs),
         fleet: one(&root, "fleet", &mut errs),
+        geo: one(&root, "geo", &mut errs),
         broken,
     };
     (Some(raw), errs)

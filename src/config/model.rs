@@ -31,6 +31,9 @@ pub struct ServerSection {
     pub work_stealing: bool,
     /// Idle upstream connections kept per process.
     pub upstream_keepalive_pool_size: usize,
+    /// This node's region: pools steered by region serve its clients from
+    /// here first when `geo:` does not place them.
+    pub region: Option<String>,
 }
 
 impl Default for ServerSection {
@@ -47,6 +50,7 @@ impl Default for ServerSection {
             group: None,
             work_stealing: false,
             upstream_keepalive_pool_size: 128,
+            region: None,
         }
     }
 }
@@ -275,6 +279,15 @@ pub struct MatchConfig {
     /// (With mTLS, `forwarding.client_cert_header` can be matched here.)
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// The client's country is one of these (ISO 3166 alpha-2; needs `geo:`).
+    #[serde(default)]
+    pub country: Vec<String>,
+    /// The client's continent is one of these (needs `geo:`).
+    #[serde(default)]
+    pub continent: Vec<String>,
+    /// The client's region is one of these.
+    #[serde(default)]
+    pub region: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

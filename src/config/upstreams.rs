@@ -72,6 +72,12 @@ pub struct UpstreamConfig {
     /// Passive health: eject backends that fail live requests (off
     /// without this section).
     pub outlier_detection: Option<OutlierConfig>,
+    /// Spreading requests over the backends' regions.
+    #[serde(default)]
+    pub locality: super::LocalityConfig,
+    /// A backend that joins (or comes back from a failed health check or an
+    /// ejection) gets a growing share of its traffic over this time.
+    pub slow_start: Option<String>,
 }
 
 /// `upstreams.NAME.discovery`: DNS service discovery for the pool's
@@ -125,7 +131,8 @@ pub struct BackendConfig {
     pub address: String,
     #[serde(default = "default_weight")]
     pub weight: usize,
-    /// Free-form label (a data centre, a zone); reported in metrics.
+    /// The region the backend is in (a data centre, a zone): reported in
+    /// metrics, and the unit of steering by region (see `locality`).
     pub region: Option<String>,
 }
 

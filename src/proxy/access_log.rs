@@ -3,27 +3,30 @@
 //! the log had its own writer.
 
 use super::RequestCtx;
-use crate::access_log::{AccessLog, Entry};
-use crate::routing::request_host;
+use crate::access_log::Entry;
+use crate::routing::{request_host, Route};
+use crate::runtime::EdgePolicy;
 use pingora::proxy::Session;
 use pingora::Error;
 use std::time::Duration;
 
-#[allow(clippy::too_many_arguments)]
 pub(super) fn write(
-    log: Option<&AccessLog>,
+    edge: &EdgePolicy,
     session: &Session,
     ctx: &RequestCtx,
     status: u16,
     elapsed: Duration,
-    route: &str,
-    upstream: &str,
+    route: Option<&Route>,
     error: Option<&Error>,
 ) {
-    let Some(log) = log else { return };
+    let Some(log) = &edge.access_log else { return };
     if !log.wants(status) || !log::log_enabled!(target: "parapet::access", log::Level::Info) {
         return;
     }
+    let pool = route.map(|r| edge.pools.get(r.upstream));
+    let served_region = pool
+        .zip(ctx.upstream.current())
+        .and_then(|(p, addr)| p.region_of(addr));
     let req = session.req_header();
     let header = |name| req.headers.get(name).and_then(|v| v.to_str().ok());
     let client = ctx
@@ -45,9 +48,12 @@ pub(super) fn write(
         status,
         bytes: session.body_bytes_sent(),
         duration: elapsed,
-        route,
-        upstream,
+        route: route.map_or("-", |r| r.name.as_str()),
+        upstream: pool.map_or("-", |p| p.name.as_str()),
         backend: ctx.upstream.current(),
+        country: ctx.place.country.as_ref().map(crate::geo::Code::as_str),
+        client_region: ctx.place.region.map(|r| edge.geo.regions.name(r)),
+        region: served_region.as_deref().filter(|r| !r.is_empty()),
         tries: ctx.upstream.tried.len(),
         cache: ctx.cache.result.unwrap_or("-"),
         request_id: &ctx.request_id,

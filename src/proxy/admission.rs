@@ -34,6 +34,7 @@ pub(super) fn admit(
     req: &RequestHeader,
     raw_head: Option<&[u8]>,
     client: IpAddr,
+    place: &crate::geo::Place,
     from_peer: bool,
     now: Instant,
 ) -> Admission {
@@ -72,6 +73,7 @@ pub(super) fn admit(
         crate::routing::request_host(req),
         req.uri.path(),
         &req.headers,
+        place,
     ) else {
         return refuse(
             Rejection {

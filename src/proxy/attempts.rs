@@ -44,7 +44,11 @@ pub(super) fn pick(
         .hash_key()
         .map(|k| k.extract(session.req_header(), client_ip))
         .unwrap_or_default();
-    match pool.select(&key, &ctx.upstream.failed) {
+    let order = ctx
+        .place
+        .region
+        .map_or(&[][..], |r| snap.edge.geo.regions.order(r));
+    match pool.select_near(&key, &ctx.upstream.failed, order) {
         Some(addr) => {
             ctx.upstream.tried.push(addr);
             // Replacing the previous attempt's count ends it.

@@ -31,6 +31,8 @@ pub(crate) struct RequestCtx {
     pub cancelled: bool,
     /// Peer hops and owners on a fleet's ring.
     pub fleet: super::fleet::FleetCtx,
+    /// Where the client is (set in `request_filter`).
+    pub place: crate::geo::Place,
 }
 
 /// What the cache hooks carry between phases.
@@ -91,6 +93,7 @@ impl RequestCtx {
             truncated: false,
             cancelled: false,
             fleet: Default::default(),
+            place: Default::default(),
         }
     }
 }

@@ -205,7 +205,11 @@ pub(super) fn next_parent(
     let pool = snap.edge.pools.get(parent.pool);
     super::caching::primary_key(session, ctx, route_cache);
     let key = ctx.cache.primary.as_deref().unwrap_or_default();
-    match pool.select(key, &ctx.upstream.failed) {
+    let order = ctx
+        .place
+        .region
+        .map_or(&[][..], |r| snap.edge.geo.regions.order(r));
+    match pool.select_near(key, &ctx.upstream.failed, order) {
         Some(addr) => {
             ctx.fleet.target = Target::Parent(addr);
             pool.requests_metric.inc();

@@ -181,11 +181,13 @@ impl ProxyHttp for Edge {
             .client
             .as_ref()
             .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.ip);
+        ctx.place = self.snap.edge.geo.locate(client_ip);
         match admission::admit(
             &self.snap,
             session.req_header(),
             raw_head.as_deref(),
             client_ip,
+            &ctx.place,
             from_peer,
             std::time::Instant::now(),
         ) {
@@ -433,6 +435,10 @@ impl ProxyHttp for Edge {
                 &ctx.request_id,
             )?;
         }
+        self.snap
+            .edge
+            .geo
+            .tag_request(upstream_request, &ctx.place)?;
         // As from an origin: one identity copy, encoded per client here.
         compression::upstream_request(upstream_request, route.compression)?;
         if !to_origin {
@@ -595,9 +601,8 @@ impl ProxyHttp for Edge {
                 rep.record(client.ip, event, std::time::Instant::now());
             }
         }
-        let upstream = route.map_or("-", |r| self.snap.edge.pools.get(r.upstream).name.as_str());
         access_log::write(
-            self.snap.edge.access_log.as_ref(),
+            &self.snap.edge,
             session,
             ctx,
             if ctx.cancelled {
@@ -606,8 +611,7 @@ impl ProxyHttp for Edge {
                 status
             },
             elapsed,
-            route.map_or("-", |r| r.name.as_str()),
-            upstream,
+            route,
             e,
         );
     }

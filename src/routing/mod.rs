@@ -9,6 +9,8 @@
 //! * `path`: the exact path, query excluded.
 //! * `headers`: name → regex, each matching one of that header's values
 //!   (for example the verified client certificate subject).
+//! * `country`, `continent`, `region`: the client's place (see
+//!   [`crate::geo`]) is one of those listed.
 
 mod headers;
 
@@ -17,6 +19,7 @@ pub(crate) use headers::HeaderRules;
 use crate::cache::RouteCache;
 use crate::config::{CacheConfig, ConfigErrors, RouteConfig};
 use crate::filters::FilterSet;
+use crate::geo::{Code, Geography, Place, RegionId};
 use crate::ratelimit::RateLimiter;
 use std::collections::HashMap;
 
@@ -51,6 +54,7 @@ pub(crate) struct Route {
     path_prefix: Option<String>,
     path: Option<String>,
     headers: Vec<(http::HeaderName, regex::Regex)>,
+    place: PlaceMatch,
     /// Index of the upstream pool in [`crate::upstream::Pools`].
     pub upstream: usize,
     strip_prefix: bool,
@@ -72,9 +76,72 @@ pub(crate) struct Route {
     pub stream_idle_timeout: std::time::Duration,
 }
 
+/// `match.country`, `match.continent`, `match.region`: each, when given,
+/// must list the client's.
+#[derive(Debug, Default)]
+struct PlaceMatch {
+    countries: Vec<Code>,
+    continents: Vec<Code>,
+    regions: Vec<RegionId>,
+}
+
+impl PlaceMatch {
+    fn build(
+        m: &crate::config::MatchConfig,
+        geo: &Geography,
+        at: &dyn Fn(&str) -> String,
+        errs: &mut ConfigErrors,
+    ) -> PlaceMatch {
+        let mut codes = |key: &str, list: &[String]| -> Vec<Code> {
+            if !list.is_empty() && !geo.locates() {
+                errs.push(
+                    at(&format!("match.{key}")),
+                    "needs geo.database or geo.networks to place clients",
+                );
+            }
+            list.iter()
+                .enumerate()
+                .filter_map(|(i, c)| {
+                    Code::parse(c)
+                        .map_err(|e| errs.push(at(&format!("match.{key}[{i}]")), e))
+                        .ok()
+                })
+                .collect()
+        };
+        let countries = codes("country", &m.country);
+        let continents = codes("continent", &m.continent);
+        let regions = m
+            .region
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| {
+                geo.regions
+                    .resolve(r)
+                    .map_err(|e| errs.push(at(&format!("match.region[{i}]")), e))
+                    .ok()
+            })
+            .collect();
+        PlaceMatch {
+            countries,
+            continents,
+            regions,
+        }
+    }
+
+    fn matches(&self, place: &Place) -> bool {
+        let listed = |list: &[Code], code: Option<Code>| {
+            list.is_empty() || code.is_some_and(|c| list.contains(&c))
+        };
+        listed(&self.countries, place.country)
+            && listed(&self.continents, place.continent)
+            && (self.regions.is_empty() || place.region.is_some_and(|r| self.regions.contains(&r)))
+    }
+}
+
 impl Route {
-    fn matches(&self, host: &str, path: &str, headers: &http::HeaderMap) -> bool {
+    fn matches(&self, host: &str, path: &str, headers: &http::HeaderMap, place: &Place) -> bool {
         self.host.matches(host)
+            && self.place.matches(place)
             && self.path.as_deref().is_none_or(|p| p == path)
             && self
                 .path_prefix
@@ -124,6 +191,7 @@ impl Router {
         upstreams: &HashMap<String, usize>,
         cache: Option<&CacheConfig>,
         compression: Option<&crate::config::CompressionConfig>,
+        geo: &Geography,
         errs: &mut ConfigErrors,
     ) -> Router {
         let mut routes = Vec::with_capacity(configs.len());
@@ -192,6 +260,7 @@ impl Router {
                 path_prefix: rc.matcher.path_prefix.clone(),
                 path: rc.matcher.path.clone(),
                 headers: header_match,
+                place: PlaceMatch::build(&rc.matcher, geo, &at, errs),
                 upstream,
                 strip_prefix: rc.strip_prefix,
                 request_headers: HeaderRules::build(
@@ -244,18 +313,19 @@ impl Router {
         Router { routes }
     }
 
-    /// The first route matching `host` (already without port), `path` and
-    /// the request's headers.
+    /// The first route matching `host` (already without port), `path`,
+    /// the request's headers and the client's place.
     pub(crate) fn find(
         &self,
         host: &str,
         path: &str,
         headers: &http::HeaderMap,
+        place: &Place,
     ) -> Option<(usize, &Route)> {
         self.routes
             .iter()
             .enumerate()
-            .find(|(_, r)| r.matches(host, path, headers))
+            .find(|(_, r)| r.matches(host, path, headers, place))
     }
 
     pub(crate) fn get(&self, index: usize) -> &Route {
@@ -328,7 +398,14 @@ mod tests {
         let raw = config::parse(yaml).unwrap();
         let ups = HashMap::from([("a".to_string(), 0), ("b".to_string(), 1)]);
         let mut errs = ConfigErrors::default();
-        let r = Router::build(&raw.routes, &ups, None, None, &mut errs);
+        let r = Router::build(
+            &raw.routes,
+            &ups,
+            None,
+            None,
+            &Geography::default(),
+            &mut errs,
+        );
         assert!(errs.is_empty(), "{errs}");
         r
     }
@@ -343,7 +420,10 @@ mod tests {
              - {name: static, match: {path_prefix: /static/}, upstream: b}\n",
         );
         let none = http::HeaderMap::new();
-        let name = |h: &str, p: &str| r.find(h, p, &none).map(|(_, r)| r.name.as_str());
+        let name = |h: &str, p: &str| {
+            r.find(h, p, &none, &Place::default())
+                .map(|(_, r)| r.name.as_str())
+        };
         assert_eq!(name("api.example.com", "/v1/ping"), Some("exact"));
         assert_eq!(name("API.example.com", "/v1/pong"), Some("api"));
         assert_eq!(name("api.example.com", "/v1"), Some("api"));
@@ -383,6 +463,7 @@ mod tests {
             &HashMap::from([("a".into(), 0)]),
             None,
             None,
+            &Geography::default(),
             &mut errs,
         );
         let text = errs.to_string();

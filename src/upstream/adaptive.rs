@@ -40,16 +40,27 @@ fn next_random() -> u64 {
     })
 }
 
+/// A pseudo-random number in [0, 1).
+pub(crate) fn random_unit() -> f64 {
+    (next_random() >> 11) as f64 / (1u64 << 53) as f64
+}
+
 impl Adaptive {
-    pub(crate) fn choose<'a>(self, candidates: &[&'a BackendInfo]) -> Option<&'a BackendInfo> {
+    /// `warmth` scales a backend's weight (slow start: 0.1..=1).
+    pub(crate) fn choose<'a>(
+        self,
+        candidates: &[&'a BackendInfo],
+        warmth: impl Fn(&BackendInfo) -> f64,
+    ) -> Option<&'a BackendInfo> {
         match candidates.len() {
             0 => None,
             1 => Some(candidates[0]),
             n => match self {
                 Adaptive::LeastConnections => {
                     let load = |b: &BackendInfo| {
-                        // (in flight + 1) / weight, compared without division.
-                        (b.stats.in_flight() + 1) as u128 * 1_000_000 / b.weight.max(1) as u128
+                        // (in flight + 1) / weight, in integers so ties are exact.
+                        let weight = (b.weight.max(1) as f64 * warmth(b) * 1000.0).max(1.0);
+                        (b.stats.in_flight() + 1) as u128 * 1_000_000_000 / weight as u128
                     };
                     let best = candidates.iter().map(|b| load(b)).min()?;
                     let tied: Vec<&&BackendInfo> =
@@ -63,8 +74,9 @@ impl Adaptive {
                         j += 1;
                     }
                     let cost = |b: &BackendInfo| {
-                        b.stats.latency_us() as u128 * (b.stats.in_flight() + 1) as u128
-                            / b.weight.max(1) as u128
+                        let weight = (b.weight.max(1) as f64 * warmth(b) * 1000.0).max(1.0);
+                        b.stats.latency_us() as u128 * (b.stats.in_flight() + 1) as u128 * 1000
+                            / weight as u128
                     };
                     let (a, b) = (candidates[i], candidates[j]);
                     Some(if cost(b) < cost(a) { b } else { a })

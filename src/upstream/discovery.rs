@@ -242,6 +242,7 @@ pub(super) struct Entry {
     pub(super) port: u16,
     pub(super) weight: usize,
     pub(super) region: String,
+    pub(super) region_id: Option<crate::geo::RegionId>,
     pub(super) sni: String,
     /// The addresses of the last good resolution.
     pub(super) addrs: Vec<SocketAddr>,
@@ -270,6 +271,7 @@ pub(super) fn backends_of(entries: &[Entry]) -> Vec<BackendInfo> {
                 label: e.label.clone(),
                 weight: e.weight,
                 region: e.region.clone(),
+                region_id: e.region_id,
                 sni: e.sni.clone(),
                 stats: Arc::default(),
             });
@@ -515,6 +517,7 @@ mod tests {
             port: 80,
             weight: index + 1,
             region: String::new(),
+            region_id: None,
             sni: String::new(),
             addrs: addrs.iter().map(|a| a.parse().unwrap()).collect(),
         };

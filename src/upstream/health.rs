@@ -147,14 +147,25 @@ impl HealthObserve for HealthMetrics {
         // A backend discovery just removed is still found. An address the
         // pool does not know is left unreported rather than labelled with
         // something that is not in the config (labels stay bounded).
-        let Some((label, region)) = self
+        let Some((label, region, stats)) = self
             .members
             .load()
             .find(addr)
-            .map(|b| (b.label.clone(), b.region.clone()))
+            .map(|b| (b.label.clone(), b.region.clone(), b.stats.clone()))
         else {
             return;
         };
+        if healthy {
+            // Back in service: slow start ramps it up, and a passing
+            // health check ends an ejection for live failures early.
+            stats.entered_service();
+            if super::outlier::of(&stats).lift(std::time::Instant::now()) {
+                log::info!(
+                    "upstream {}: backend {label} passed its health check: ejection ended",
+                    self.upstream
+                );
+            }
+        }
         metrics::BACKEND_HEALTHY
             .with_label_values(&[&self.upstream, &label, &region])
             .set(healthy as i64);

@@ -22,6 +22,8 @@ pub struct BackendInfo {
     pub label: String,
     pub weight: usize,
     pub region: String,
+    /// `region` in the config's regions (see [`crate::geo::Regions`]).
+    pub(crate) region_id: Option<crate::geo::RegionId>,
     /// Server name for TLS to this backend (empty without TLS).
     pub sni: String,
     pub stats: Arc<BackendStats>,
@@ -89,8 +91,10 @@ impl BackendSet {
     /// keeping their counters; what this set has and `next` lacks departs.
     pub(super) fn succeeded_by(&self, mut next: Vec<BackendInfo>) -> BackendSet {
         for b in &mut next {
-            if let Some(old) = self.current.iter().find(|o| o.addr == b.addr) {
-                b.stats = old.stats.clone();
+            match self.current.iter().find(|o| o.addr == b.addr) {
+                Some(old) => b.stats = old.stats.clone(),
+                // A new address enters service now (slow start).
+                None => b.stats.entered_service(),
             }
         }
         let departed = self
@@ -134,6 +138,7 @@ mod tests {
             label: label.into(),
             weight: 1,
             region: String::new(),
+            region_id: None,
             sni: String::new(),
             stats: Arc::default(),
         }

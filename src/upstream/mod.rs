@@ -19,9 +19,11 @@ mod adaptive;
 mod discovery;
 mod hash_key;
 mod health;
+mod locality;
 mod members;
 mod outlier;
 mod selection;
+mod slow_start;
 mod stats;
 
 pub(crate) use outlier::Outcome;
@@ -36,6 +38,7 @@ pub(crate) use stats::InFlight;
 
 use crate::config::units::parse_positive_duration;
 use crate::config::{ConfigError, ConfigErrors, Selection, UpstreamConfig};
+use crate::geo::Geography;
 use crate::metrics;
 use arc_swap::ArcSwap;
 use discovery::{backends_of, DnsDiscovery, Entry};
@@ -99,10 +102,20 @@ pub struct Pool {
     adaptive: Option<adaptive::Adaptive>,
     /// Bounded-load hashing: no backend above this factor × the mean load.
     balance_factor: Option<f64>,
+    /// Steering by region, when the backends have regions and a client's
+    /// region can be known.
+    locality: Option<locality::Locality>,
+    /// Ramping up backends that just entered service.
+    slow_start: Option<slow_start::SlowStart>,
 }
 
 impl Pool {
-    fn build(name: &str, cfg: &UpstreamConfig, errs: &mut ConfigErrors) -> Option<Pool> {
+    fn build(
+        name: &str,
+        cfg: &UpstreamConfig,
+        geo: &Geography,
+        errs: &mut ConfigErrors,
+    ) -> Option<Pool> {
         let at = |key: &str| format!("upstreams.{name}.{key}");
         let before = errs.len();
         if cfg.backends.is_empty() {
@@ -112,9 +125,31 @@ impl Pool {
             .discovery
             .as_ref()
             .and_then(|d| DiscoveryPlan::build(d, &at("discovery"), errs));
+        // Steering by region needs a region on every backend, and a way to
+        // know a client's: `geo:` placing clients, or a default region.
+        let steers = cfg.locality.enabled
+            && cfg.backends.iter().any(|b| b.region.is_some())
+            && (geo.locates() || geo.nowhere().region.is_some());
         let mut entries = Vec::new();
         for (i, b) in cfg.backends.iter().enumerate() {
             let path = at(&format!("backends[{i}]"));
+            let region_id = match b.region.as_deref() {
+                Some(r) => match geo.regions.resolve(r) {
+                    Ok(id) => Some(id),
+                    Err(e) => {
+                        errs.push(format!("{path}.region"), e);
+                        None
+                    }
+                },
+                None if steers => {
+                    errs.push(
+                        format!("{path}.region"),
+                        "needed: the pool's other backends have regions, and it steers by region (set locality.enabled: false to use them as labels only)",
+                    );
+                    None
+                }
+                None => None,
+            };
             if b.weight == 0 || b.weight > 1000 {
                 errs.push(
                     format!("{path}.weight"),
@@ -146,6 +181,7 @@ impl Pool {
                 port,
                 weight: b.weight,
                 region: b.region.clone().unwrap_or_default(),
+                region_id,
                 sni: String::new(),
                 addrs,
             });
@@ -198,6 +234,18 @@ impl Pool {
             .outlier_detection
             .as_ref()
             .map(|o| outlier::OutlierPolicy::build(o, &at("outlier_detection"), errs));
+        let slow_start = cfg.slow_start.as_deref().and_then(|t| {
+            if cfg.selection == Selection::ConsistentHash {
+                errs.push(
+                    at("slow_start"),
+                    "not used with consistent_hash (a key's owner does not change with load)",
+                );
+                return None;
+            }
+            slow_start::SlowStart::build(t, &at("slow_start"), errs)
+        });
+        let locality =
+            steers.then(|| locality::Locality::build(&cfg.locality, name, &geo.regions, &at, errs));
         let retry_deadline = parse_positive_duration(&cfg.retry_deadline).unwrap_or_else(|e| {
             errs.push(at("retry_deadline"), e);
             Duration::ZERO
@@ -315,6 +363,8 @@ impl Pool {
             outlier,
             adaptive,
             balance_factor,
+            locality,
+            slow_start,
         })
     }
 
@@ -486,9 +536,10 @@ pub struct Pools {
 impl Pools {
     /// `broken` names pools that failed the schema check: routes may name them
     /// without a second, misleading "no upstream named" error.
-    pub fn build(
+    pub(crate) fn build(
         configs: &BTreeMap<String, UpstreamConfig>,
         broken: &[String],
+        geo: &Geography,
         errs: &mut ConfigErrors,
     ) -> Pools {
         let mut pools = Pools::default();
@@ -496,7 +547,7 @@ impl Pools {
             pools.by_name.insert(name.clone(), usize::MAX);
         }
         for (name, cfg) in configs {
-            match Pool::build(name, cfg, errs) {
+            match Pool::build(name, cfg, geo, errs) {
                 Some(pool) => {
                     pools.by_name.insert(name.clone(), pools.pools.len());
                     pools.pools.push(pool);
@@ -519,6 +570,26 @@ impl Pools {
 
     pub fn iter(&self) -> impl Iterator<Item = &Pool> {
         self.pools.iter()
+    }
+
+    /// Sets the per-backend gauges that are read from the backends'
+    /// counters (in flight, latency average, ejected): called before a
+    /// scrape, so the request path never touches a gauge.
+    pub(crate) fn refresh_gauges(&self) {
+        for pool in &self.pools {
+            for b in pool.backends().iter() {
+                let labels = [pool.name.as_str(), b.label.as_str()];
+                metrics::BACKEND_IN_FLIGHT
+                    .with_label_values(&labels)
+                    .set(b.stats.in_flight() as i64);
+                metrics::BACKEND_LATENCY_EWMA
+                    .with_label_values(&labels)
+                    .set(b.stats.latency_ms().unwrap_or(0.0) / 1000.0);
+                metrics::BACKEND_EJECTED
+                    .with_label_values(&labels)
+                    .set(pool.is_ejected(b.addr) as i64);
+            }
+        }
     }
 
     /// Every pool's config warnings, each with its YAML path.
@@ -552,7 +623,8 @@ mod tests {
     fn pools(yaml: &str) -> Result<Pools, ConfigErrors> {
         let raw = config::parse(yaml).unwrap();
         let mut errs = ConfigErrors::default();
-        let p = Pools::build(&raw.upstreams, &[], &mut errs);
+        let geo = Geography::of_config(&raw, &mut errs);
+        let p = Pools::build(&raw.upstreams, &[], &geo, &mut errs);
         errs.into_result(p)
     }
 

@@ -54,6 +54,11 @@ fn ms(at: Instant) -> u64 {
     at.saturating_duration_since(*EPOCH).as_millis() as u64
 }
 
+/// Now, in ms on the clock ejections are kept on.
+pub(crate) fn now_ms() -> u64 {
+    ms(Instant::now())
+}
+
 impl OutlierPolicy {
     pub(crate) fn build(cfg: &OutlierConfig, path: &str, errs: &mut ConfigErrors) -> OutlierPolicy {
         let mut duration = |key: &str, text: &str, dflt: u64| {
@@ -133,6 +138,26 @@ impl Ejection {
     /// Whether the backend is ejected at `now`.
     pub(crate) fn is_ejected(&self, now: Instant) -> bool {
         self.until_ms.load(Ordering::Relaxed) > ms(now)
+    }
+
+    /// When the latest ejection ended, if it has by `now_ms` (0 if none).
+    pub(crate) fn ended_by(&self, now_ms: u64) -> u64 {
+        let until = self.until_ms.load(Ordering::Relaxed);
+        if until <= now_ms {
+            until
+        } else {
+            0
+        }
+    }
+
+    /// Ends an ejection early (a passing active health check); whether
+    /// there was one.
+    pub(crate) fn lift(&self, now: Instant) -> bool {
+        let was = self.is_ejected(now);
+        if was {
+            self.until_ms.store(ms(now).max(1), Ordering::Relaxed);
+        }
+        was
     }
 
     /// Times this backend was ejected.

@@ -3,48 +3,123 @@
 //! among the backends the health checks and passive health allow; and the
 //! passive-health bookkeeping of what each attempt came to.
 
+use super::locality::Choice;
 use super::{adaptive, outlier, BackendInfo, Balancer, Outcome, Pool};
+use crate::geo::RegionId;
 use crate::metrics;
 use pingora::lb::Backend;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 impl Pool {
-    /// Picks a healthy backend not in `exclude`.
+    /// Picks a healthy backend not in `exclude`, from any region.
     pub fn select(&self, key: &[u8], exclude: &[SocketAddr]) -> Option<SocketAddr> {
-        if let Some(how) = self.adaptive {
+        self.select_near(key, exclude, &[])
+    }
+
+    /// Picks a backend not in `exclude` for a client whose regions, nearest
+    /// first, are `order` (empty: no preference). A pool that steers by
+    /// region lets [`locality`](super::locality) choose the region, then
+    /// its own selection chooses within it.
+    pub(crate) fn select_near(
+        &self,
+        key: &[u8],
+        exclude: &[SocketAddr],
+        order: &[RegionId],
+    ) -> Option<SocketAddr> {
+        if let (Some(locality), false) = (&self.locality, order.is_empty()) {
             let members = self.members.load();
+            let roll = if self.hash_key.is_some() {
+                key_roll(key)
+            } else {
+                adaptive::random_unit()
+            };
+            let untried = |b: &BackendInfo| !exclude.contains(&b.addr);
+            let usable = |b: &BackendInfo| untried(b) && self.ready(b) && !self.ejected(b);
+            if let Some((region, choice)) = locality.plan(&members, order, usable, untried, roll) {
+                let panic = choice == Choice::Panic;
+                if let Some(addr) = self.select_in(key, exclude, Some(region), panic) {
+                    locality.count(region, choice);
+                    return Some(addr);
+                }
+            }
+        }
+        self.select_in(key, exclude, None, false)
+    }
+
+    /// The pool's own selection among backends not in `exclude`, of
+    /// `region` if given; `panic` ignores health checks and ejections.
+    fn select_in(
+        &self,
+        key: &[u8],
+        exclude: &[SocketAddr],
+        region: Option<RegionId>,
+        panic: bool,
+    ) -> Option<SocketAddr> {
+        let members = self.members.load();
+        let in_region = |b: &BackendInfo| region.is_none_or(|r| b.region_id == Some(r));
+        if let Some(how) = self.adaptive {
             let candidates: Vec<&BackendInfo> = members
                 .iter()
-                .filter(|b| !exclude.contains(&b.addr) && self.ready(b) && !self.is_ejected(b.addr))
+                .filter(|b| {
+                    !exclude.contains(&b.addr)
+                        && in_region(b)
+                        && (panic || (self.ready(b) && !self.ejected(b)))
+                })
                 .collect();
-            return how.choose(&candidates).map(|b| b.addr);
+            let now = outlier::now_ms();
+            let warmth = |b: &BackendInfo| self.slow_start.map_or(1.0, |s| s.warmth(&b.stats, now));
+            return how.choose(&candidates, warmth).map(|b| b.addr);
         }
         // Bounded load (Mirrokni et al.): a backend already carrying its
         // share × the factor is passed over for the next one on the ring.
         let bound = self.balance_factor.map(|factor| {
-            let members = self.members.load();
             let (n, total) = members
                 .iter()
+                .filter(|b| in_region(b))
                 .fold((0u64, 0u64), |(n, t), b| (n + 1, t + b.stats.in_flight()));
             ((total + 1) as f64 * factor / n.max(1) as f64).ceil() as u64
         });
-        let accept = |b: &Backend, healthy: bool| {
-            healthy
-                && b.addr.as_inet().is_some_and(|a| {
-                    !exclude.contains(a)
-                        && !self.is_ejected(*a)
-                        && bound.is_none_or(|limit| {
-                            self.stats(*a).is_none_or(|s| s.in_flight() < limit)
-                        })
-                })
+        // Slow start on round robin: a warming backend is passed over with
+        // the probability it is still cold (the balancer then moves on).
+        let now = outlier::now_ms();
+        let warm_enough = |info: &BackendInfo| {
+            self.slow_start
+                .is_none_or(|s| adaptive::random_unit() < s.warmth(&info.stats, now))
         };
-        let max_iterations = self.members.load().max_iterations();
+        let accept = |b: &Backend, healthy: bool| {
+            let Some(addr) = b.addr.as_inet() else {
+                return false;
+            };
+            if exclude.contains(addr) {
+                return false;
+            }
+            let info = members.find(*addr);
+            (region.is_none() || info.is_some_and(in_region))
+                && (panic || (healthy && !info.is_some_and(|i| self.ejected(i))))
+                && bound.is_none_or(|limit| info.is_none_or(|i| i.stats.in_flight() < limit))
+                && (panic || info.is_none_or(warm_enough))
+        };
+        let max_iterations = members.max_iterations();
         let chosen = match &self.balancer {
             Balancer::RoundRobin(lb) => lb.select_with(key, max_iterations, accept),
             Balancer::Hash(lb) => lb.select_with(key, max_iterations, accept),
         };
         chosen.and_then(|b| b.addr.as_inet().copied())
+    }
+
+    /// The region of backend `addr` (also of one discovery just removed).
+    pub(crate) fn region_of(&self, addr: SocketAddr) -> Option<String> {
+        let members = self.members.load();
+        members
+            .find(addr)
+            .filter(|b| !b.region.is_empty())
+            .map(|b| b.region.clone())
+    }
+
+    /// Whether passive health has this backend out of selection now.
+    fn ejected(&self, info: &BackendInfo) -> bool {
+        self.outlier.is_some() && outlier::of(&info.stats).is_ejected(std::time::Instant::now())
     }
 
     /// Passive health: counts what one attempt at `addr` came to, and ejects
@@ -145,4 +220,14 @@ impl Pool {
             Balancer::Hash(lb) => lb.backends().ready(&backend),
         }
     }
+}
+
+/// A number in [0, 1) fixed by the hash key (FNV-1a), so that a key of a
+/// hashing pool keeps its region while the regions' health stays the same.
+fn key_roll(key: &[u8]) -> f64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key {
+        h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    (h >> 11) as f64 / (1u64 << 53) as f64
 }

@@ -16,6 +16,9 @@ pub struct BackendStats {
     pub(crate) ejection: super::outlier::Ejection,
     /// Requests to this backend in flight now (see [`InFlight`]).
     in_flight: AtomicU64,
+    /// When it last entered service (ms on [`super::outlier::now_ms`]'s
+    /// clock; 0: there from the start), for slow start.
+    in_service_since_ms: AtomicU64,
 }
 
 /// One request in flight to a backend: counted while it lives.
@@ -46,6 +49,24 @@ impl BackendStats {
             (old * 7 + sample) / 8
         };
         self.latency_us.store(new.max(1), Ordering::Relaxed);
+    }
+
+    /// Marks the backend as entering service now (slow start).
+    pub(crate) fn entered_service(&self) {
+        self.entered_service_at(super::outlier::now_ms());
+    }
+
+    pub(crate) fn entered_service_at(&self, ms: u64) {
+        self.in_service_since_ms.store(ms.max(1), Ordering::Relaxed);
+    }
+
+    pub(crate) fn in_service_since_ms(&self) -> u64 {
+        self.in_service_since_ms.load(Ordering::Relaxed)
+    }
+
+    /// Times passive health ejected this backend.
+    pub(crate) fn ejections(&self) -> u32 {
+        self.ejection.count()
     }
 
     /// Requests in flight now.

@@ -36,6 +36,7 @@
 pub mod pki;
 
 pub mod dns;
+pub mod mmdb;
 pub mod raw_origin;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -1420,6 +1421,16 @@ impl Parapet {
         let r = get(self.admin, "/metrics", &[]);
         assert_eq!(r.status, 200, "GET /metrics: {}", r.text());
         r.text()
+    }
+
+    /// `parapet_backend_healthy` of `backend` (as written in the config)
+    /// in pool `upstream`, whose region is `region` (`""` for none).
+    pub fn backend_healthy(&self, upstream: &str, backend: &str, region: &str) -> Option<f64> {
+        metric(
+            &self.metrics(),
+            "parapet_backend_healthy",
+            &format!("backend=\"{backend}\",region=\"{region}\",upstream=\"{upstream}\""),
+        )
     }
 
     /// `GET path` through the proxy (see [`get`]).
