@@ -17,7 +17,7 @@ fi
 
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(config cache_key request_filters)
+    targets=(config cache_key request_filters geo_database)
 fi
 
 # One build for all targets (the first one compiles pingora with coverage

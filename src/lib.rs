@@ -7,9 +7,10 @@
 //! | config file → checked schema | [`config`]                               |
 //! | schema → immutable snapshot  | [`runtime`]                              |
 //! | client identity, request id  | [`forwarding`] (trusted proxies: [`cidr`]) |
+//! | client address → place, region | [`geo`]                                |
 //! | refuse ambiguous requests    | [`filters`]                              |
 //! | `(host, path)` → route       | [`routing`]                              |
-//! | route → healthy backend      | [`upstream`] (selection, health, DNS discovery, retry) |
+//! | route → healthy backend      | [`upstream`] (selection, regions, health, DNS discovery, retry) |
 //! | cache policy, key, storage   | [`cache`]                                |
 //! | the `ProxyHttp` hooks        | [`proxy`] (orchestration only)           |
 //! | metrics                      | [`metrics`]                              |
@@ -46,7 +47,7 @@ pub(crate) mod error_pages;
 pub mod filters;
 pub(crate) mod fleet;
 pub(crate) mod forwarding;
-pub(crate) mod geo;
+pub mod geo;
 pub(crate) mod lifecycle;
 pub(crate) mod logging;
 pub(crate) mod metrics;

@@ -14,7 +14,10 @@
 //!   client CA, and upstream CA and client certificate, is replaced by a path
 //!   that does not exist, so the read-error paths are still exercised;
 //! * the access log `path` is opened for appending (it would create files
-//!   anywhere), so it is replaced by `stderr`.
+//!   anywhere), so it is replaced by `stderr`;
+//! * `geo.database` is mapped (the `geo_database` target fuzzes that file),
+//!   so it is replaced by a missing file. `geo.networks` (the CIDR table,
+//!   overlap checks) and `geo.regions` are built as given.
 
 #![no_main]
 
@@ -69,6 +72,11 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Some(log) = raw.access_log.as_mut() {
         log.path = "stderr".to_string();
+    }
+    if let Some(geo) = raw.geo.as_mut() {
+        if geo.database.is_some() {
+            geo.database = Some(NO_SUCH_FILE.to_string());
+        }
     }
     match parapet::runtime::Snapshot::build(&raw) {
         Ok(_snapshot) => {}

@@ -17,6 +17,18 @@ use database::Database;
 use networks::NetworkTable;
 use std::net::IpAddr;
 
+/// For the `geo_database` fuzz target: opens the MaxMind DB at `path` as a
+/// config load does and looks up every address in `ips`, returning how
+/// many found a record (or why the file was refused). Never panics, on any
+/// file.
+pub fn probe_database(path: &str, ips: &[IpAddr]) -> Result<usize, String> {
+    let db = Database::open(path)?;
+    Ok(ips
+        .iter()
+        .filter(|ip| db.lookup(**ip).is_ok_and(|f| f.is_some()))
+        .count())
+}
+
 /// A two-letter code (ISO 3166 country, or continent), upper case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct Code([u8; 2]);
