@@ -4,41 +4,51 @@
 # Three origins on 127.0.0.1 (bench/delay-origin.py, kernel-chosen ports):
 # two answer after FAST_MS (2 ms), one after SLOW_MS (20 ms); 1 KiB body,
 # HTTP/1.1 keep-alive; each counts the requests it served. The same closed-
-# loop wrk load (CONNS connections, DURATION s) goes through, in one run:
+# loop hey load (CONNS connections, DURATION s) goes through, in one run:
 #   parapet_rr / parapet_lc / parapet_p2c   selection: round_robin /
 #                                           least_connections / p2c_ewma
 #   nginx_rr / nginx_lc                     (default) / least_conn
 #   haproxy_rr / haproxy_lc                 balance roundrobin / leastconn
-# Each proxy runs one worker pinned to SERVER_CPU; wrk and the origins are
+# Each proxy runs one worker pinned to SERVER_CPU; hey and the origins are
 # pinned to CLIENT_CPU. Before each measurement: a WARM s warm-up (pools and
 # latency estimates fill up), then the origin counters are reset.
+#
+# Why hey and not wrk: wrk --latency "corrects" for coordinated omission by
+# adding synthetic samples for every response slower than 2x the mean
+# interval; with a 2 ms / 20 ms mix that invents a mode at ~(20 - mean) ms
+# (round robin at -c1: true p50 2.9 ms, wrk says 11.8 ms). hey reports the
+# measured latencies.
 #
 # Reading the table: slow% = share of the requests the slow origin served
 # (round robin: ~33%). A steering policy that works sends it much less, and
 # req/s rises (closed loop: faster answers = more requests). p99 only falls
-# below ~SLOW_MS once slow% is under ~1%; p50 should be ~FAST_MS either way.
+# below ~SLOW_MS once slow% is under ~1%; p50 stays near FAST_MS + ~1.5 ms
+# (asyncio timer rounding, two hops) whatever the policy.
 # xp50 / xp99 / xrps = that column / the same column of parapet_rr (the first
-# scenario run if parapet_rr is not in SCENARIOS). proxy% / origin% = CPU used
-# by the proxy process tree / the origin process, % of one core: origin% near
-# 100 means the origins, not the policy, limit the result.
+# scenario run if parapet_rr is not in SCENARIOS). proxy% / origin% / client% = CPU
+# used by the proxy process tree / the origin process / hey, % of one core;
+# origin% + client% near 100 means CLIENT_CPU, not the policy, limits the result
+# (on 2 cores that happens from CONNS=16 on). More CONNS also weakens p2c_ewma's
+# steering by design: its cost is latency x (in flight + 1), so once the fast
+# backends hold ~10 requests each, the idle slow one looks cheaper.
 #
 #   DURATION=10 bench/steering.sh
-# Env: DURATION[10] WARM[2] CONNS[32] THREADS[1] FAST_MS[2] SLOW_MS[20]
+# Env: DURATION[10] WARM[2] CONNS[8] FAST_MS[2] SLOW_MS[20]
 #   SERVER_CPU[1] CLIENT_CPU[0] NICE[0] (e.g. -10 on a busy box you own)
 #   SCENARIOS["parapet_rr parapet_lc parapet_p2c nginx_rr nginx_lc haproxy_rr haproxy_lc"]
 #   NO_BUILD[0] (1: use the existing target/release/parapet)  KEEP[0] (1: keep the temp dir)
-# Needs (Debian): nginx (or nginx-light), haproxy, wrk, curl, util-linux
+# Needs (Debian): nginx (or nginx-light), haproxy, hey, curl, util-linux
 # (taskset), python3 (stdlib only); builds parapet with `cargo build --release`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DURATION=${DURATION:-10}; WARM=${WARM:-2}; CONNS=${CONNS:-32}; THREADS=${THREADS:-1}
+DURATION=${DURATION:-10}; WARM=${WARM:-2}; CONNS=${CONNS:-8}
 FAST_MS=${FAST_MS:-2}; SLOW_MS=${SLOW_MS:-20}
 SERVER_CPU=${SERVER_CPU:-1}; CLIENT_CPU=${CLIENT_CPU:-0}; NICE=${NICE:-0}
 SCENARIOS=${SCENARIOS:-"parapet_rr parapet_lc parapet_p2c nginx_rr nginx_lc haproxy_rr haproxy_lc"}
 PY=${PYTHON:-python3}
 
 missing=()
-for t in nginx:nginx haproxy:haproxy wrk:wrk curl:curl taskset:util-linux "$PY":python3 cargo:cargo; do
+for t in nginx:nginx haproxy:haproxy hey:hey curl:curl taskset:util-linux "$PY":python3 cargo:cargo; do
   command -v "${t%%:*}" >/dev/null || missing+=("${t#*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -156,49 +166,49 @@ start_proxy() { # scenario port -> sets PROXY_PID
   wait_http "$p" "$PROXY_PID" "$sc"
 }
 
-wrk_run() { # seconds port
-  "${CLI[@]}" wrk -t"$THREADS" -c"$CONNS" -d"$1s" --timeout 5s --latency "http://127.0.0.1:$2/"
+load() { # seconds port
+  "${CLI[@]}" hey -c "$CONNS" -z "$1s" -t 5 "http://127.0.0.1:$2/"
 }
 
-lat() { # percentile -> ms, from the wrk output in $out
-  awk -v q="$1%" '$1 == q { v = $2 + 0; if ($2 ~ /us$/) v /= 1000; else if ($2 ~ /[0-9]s$/) v *= 1000; else if ($2 ~ /m$/) v *= 60000; print v }' <<<"$out"
-}
+lat() { awk -v q="$1%" '$1 == q && $2 == "in" { print $3 * 1000 }' <<<"$out"; } # percentile -> ms (hey output in $out)
+kids() { awk '{sub(/^[0-9]+ \(.*\) /, ""); print $14 + $15}' /proc/$$/stat; } # CPU ticks of our waited-for children
 cpu() { awk -v d=$(($2 - $1)) -v hz="$(getconf CLK_TCK)" -v s="$DURATION" 'BEGIN {printf "%.0f", 100 * d / hz / s}'; }
 
-echo "loadavg $(cut -d" " -f1-3 /proc/loadavg); origins :$O1 :$O2 (${FAST_MS} ms) :$O3 (${SLOW_MS} ms); wrk -t$THREADS -c$CONNS -d${DURATION}s;" \
-     "proxy on cpu$SERVER_CPU, wrk+origins on cpu$CLIENT_CPU" >&2
+echo "loadavg $(cut -d" " -f1-3 /proc/loadavg); origins :$O1 :$O2 (${FAST_MS} ms) :$O3 (${SLOW_MS} ms); hey -c $CONNS -z ${DURATION}s;" \
+     "proxy on cpu$SERVER_CPU, hey+origins on cpu$CLIENT_CPU" >&2
 : >"$W/results"
 for sc in $SCENARIOS; do
   p=$(port)
   start_proxy "$sc" "$p"
-  wrk_run "$WARM" "$p" >/dev/null
+  load "$WARM" "$p" >/dev/null
   ctl reset >/dev/null
-  pt1=$(ticks "$PROXY_PID"); ot1=$(ticks "$ORIGIN_PID")
-  out=$(wrk_run "$DURATION" "$p")
-  pt2=$(ticks "$PROXY_PID"); ot2=$(ticks "$ORIGIN_PID")
+  pt1=$(ticks "$PROXY_PID"); ot1=$(ticks "$ORIGIN_PID"); ct1=$(kids)
+  out=$(load "$DURATION" "$p")
+  pt2=$(ticks "$PROXY_PID"); ot2=$(ticks "$ORIGIN_PID"); ct2=$(kids)
   read -r n1 n2 n3 < <(ctl count)
-  echo "$out" >"$W/$sc.wrk"
+  echo "$out" >"$W/$sc.hey"
   kill "$PROXY_PID"; wait "$PROXY_PID" 2>/dev/null || true
-  rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
-  errs=$(awk '/Non-2xx/ {n += $NF} /Socket errors/ {gsub(",", ""); n += $4 + $6 + $8 + $10} END {print n + 0}' <<<"$out")
+  rps=$(awk '$1 == "Requests/sec:" {print $2}' <<<"$out")
+  errs=$(awk '/^Error distribution/ {e = 1} e && /^ *\[[0-9]+\]/ {gsub(/[][]/, "", $1); n += $1}
+              /^ *\[[0-9]+\][ \t]+[0-9]+ responses/ && $1 != "[200]" {n += $2} END {print n + 0}' <<<"$out")
   tot=$((n1 + n2 + n3))
   slow=$(awk -v s="$n3" -v t="$tot" 'BEGIN {printf "%.1f", t ? 100 * s / t : 0}')
-  echo "$sc $rps $(lat 50) $(lat 99) $slow $(cpu "$pt1" "$pt2") $(cpu "$ot1" "$ot2") $errs $n1/$n2/$n3" | tee -a "$W/results" >&2
+  echo "$sc $rps $(lat 50) $(lat 99) $slow $(cpu "$pt1" "$pt2") $(cpu "$ot1" "$ot2") $(cpu "$ct1" "$ct2") $errs $n1/$n2/$n3" | tee -a "$W/results" >&2
 done
 
 echo
-echo "Steering with one slow backend: ${FAST_MS}/${FAST_MS}/${SLOW_MS} ms origins, wrk -c$CONNS ${DURATION}s, one proxy worker ($(date -u +%FT%TZ))"
+echo "Steering with one slow backend: ${FAST_MS}/${FAST_MS}/${SLOW_MS} ms origins, hey -c $CONNS -z ${DURATION}s, one proxy worker ($(date -u +%FT%TZ))"
 echo
 awk '
   NR == 1 { base = $1 } $1 == "parapet_rr" { base = $1 }
   { rps[$1] = $2; p50[$1] = $3; p99[$1] = $4; row[NR] = $0 }
   END {
-    print "| scenario | req/s | p50 ms | p99 ms | slow% | xp50 | xp99 | xrps | proxy% | origin% | errors | requests fast/fast/slow |"
-    print "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+    print "| scenario | req/s | p50 ms | p99 ms | slow% | xp50 | xp99 | xrps | proxy% | origin% | client% | errors | requests fast/fast/slow |"
+    print "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
     for (i = 1; i <= NR; i++) {
       split(row[i], f, " "); s = f[1]
-      printf "| %s | %.0f | %.2f | %.2f | %s | %.2f | %.2f | %.2f | %s | %s | %s | %s |\n", s, f[2], f[3], f[4], f[5],
-        p50[s] / p50[base], p99[s] / p99[base], rps[s] / rps[base], f[6], f[7], f[8], f[9]
+      printf "| %s | %.0f | %.1f | %.1f | %s | %.2f | %.2f | %.2f | %s | %s | %s | %s | %s |\n", s, f[2], f[3], f[4], f[5],
+        p50[s] / p50[base], p99[s] / p99[base], rps[s] / rps[base], f[6], f[7], f[8], f[9], f[10]
     }
     print ""; print "ratios (x...) are relative to " base
   }' "$W/results"
