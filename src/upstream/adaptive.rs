@@ -62,10 +62,19 @@ impl Adaptive {
                         let weight = (b.weight.max(1) as f64 * warmth(b) * 1000.0).max(1.0);
                         (b.stats.in_flight() + 1) as u128 * 1_000_000_000 / weight as u128
                     };
-                    let best = candidates.iter().map(|b| load(b)).min()?;
-                    let tied: Vec<&&BackendInfo> =
-                        candidates.iter().filter(|b| load(b) == best).collect();
-                    Some(tied[(next_random() % tied.len() as u64) as usize])
+                    // Each load read once: other threads change the counts
+                    // meanwhile, and a second reading could leave no backend
+                    // at the minimum of the first.
+                    let loads: Vec<u128> = candidates.iter().map(|b| load(b)).collect();
+                    let best = *loads.iter().min()?;
+                    let tied: Vec<&BackendInfo> = candidates
+                        .iter()
+                        .zip(&loads)
+                        .filter(|(_, l)| **l == best)
+                        .map(|(b, _)| *b)
+                        .collect();
+                    tied.get((next_random() % tied.len().max(1) as u64) as usize)
+                        .copied()
                 }
                 Adaptive::P2cEwma => {
                     let i = (next_random() % n as u64) as usize;
