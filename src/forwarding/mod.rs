@@ -14,6 +14,7 @@ use crate::cidr::{Cidr, CidrSet};
 use crate::config::{ConfigErrors, ForwardingConfig};
 use http::header::{HeaderName, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::OrErr;
 use std::net::IpAddr;
 use std::str::FromStr;
 
@@ -29,6 +30,8 @@ const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 pub(crate) struct Forwarding {
     trusted: CidrSet,
     pub request_id_header: HeaderName,
+    /// The same name as written on the wire, for Pingora's header API.
+    request_id_wire: bytes::Bytes,
     hide: Vec<HeaderName>,
     forwarded: bool,
     via: Option<HeaderValue>,
@@ -98,6 +101,15 @@ impl Forwarding {
             .and_then(|n| header_name("forwarding.client_cert_header".into(), n, errs));
         Forwarding {
             trusted: CidrSet::new(nets),
+            // As configured (e.g. `X-Request-Id`), when valid: origins and
+            // clients see the usual spelling.
+            request_id_wire: bytes::Bytes::from(
+                if HeaderName::from_bytes(cfg.request_id_header.as_bytes()).is_ok() {
+                    cfg.request_id_header.clone()
+                } else {
+                    request_id_header.as_str().to_owned()
+                },
+            ),
             request_id_header,
             hide,
             forwarded: cfg.forwarded,
@@ -205,6 +217,12 @@ impl Forwarding {
 
     /// Sets the forwarding headers on the request sent to the origin.
     /// `host` is the host the client asked for.
+    ///
+    /// This runs for every proxied request, so it avoids what Pingora's
+    /// header API makes costly: names go in as `&'static str` (a
+    /// `HeaderName` would be copied into a title-case name first), values
+    /// are made without the formatting machinery, and the client's own
+    /// `Host` value is shared rather than copied when it is the host.
     pub(crate) fn upstream_request(
         &self,
         req: &mut RequestHeader,
@@ -212,18 +230,26 @@ impl Forwarding {
         host: &str,
         request_id: &str,
     ) -> pingora::Result<()> {
-        let peer = client.peer.to_string();
         let xff = match (client.peer_trusted, joined(req, &XFF)) {
-            (true, Some(prev)) => format!("{prev}, {peer}"),
-            _ => peer,
-        };
-        req.insert_header(XFF, xff)?;
+            (true, Some(prev)) => HeaderValue::from_maybe_shared(bytes::Bytes::from(format!(
+                "{prev}, {}",
+                client.peer
+            ))),
+            _ => Ok(ip_value(client.peer)),
+        }
+        .or_err(pingora::ErrorType::InvalidHTTPHeader, "X-Forwarded-For")?;
+        req.insert_header("X-Forwarded-For", xff)?;
         if !(client.peer_trusted && req.headers.contains_key(&XFP)) {
-            req.insert_header(XFP, HeaderValue::from_static(client.scheme))?;
+            req.insert_header("X-Forwarded-Proto", HeaderValue::from_static(client.scheme))?;
         }
         let keep_host = client.peer_trusted && req.headers.contains_key(&XFH);
         if !keep_host && !host.is_empty() {
-            req.insert_header(XFH, host)?;
+            let value = match req.headers.get(http::header::HOST) {
+                Some(v) if v.as_bytes() == host.as_bytes() => v.clone(),
+                _ => HeaderValue::from_str(host)
+                    .or_err(pingora::ErrorType::InvalidHTTPHeader, "X-Forwarded-Host")?,
+            };
+            req.insert_header("X-Forwarded-Host", value)?;
         }
         if self.forwarded {
             let this = format!(
@@ -242,7 +268,7 @@ impl Forwarding {
             };
             req.insert_header(FORWARDED, value)?;
         }
-        req.insert_header(self.request_id_header.clone(), request_id)?;
+        req.insert_header(self.request_id_wire.clone(), request_id)?;
         if let Some(via) = &self.via {
             req.append_header(http::header::VIA, via.clone())?;
         }
@@ -276,7 +302,7 @@ impl Forwarding {
         resp: &mut ResponseHeader,
         request_id: &str,
     ) -> pingora::Result<()> {
-        resp.insert_header(self.request_id_header.clone(), request_id)?;
+        resp.insert_header(self.request_id_wire.clone(), request_id)?;
         if let Some(via) = &self.via {
             resp.append_header(http::header::VIA, via.clone())?;
         }
@@ -296,6 +322,31 @@ fn joined(req: &RequestHeader, name: &HeaderName) -> Option<String> {
         .filter_map(|v| v.to_str().ok())
         .collect();
     (!parts.is_empty()).then(|| parts.join(", "))
+}
+
+/// An address as a header value, IPv4 without the formatting machinery
+/// (every proxied request carries its client's in `X-Forwarded-For`).
+pub(crate) fn ip_value(ip: IpAddr) -> HeaderValue {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut buf = [0u8; 15];
+            let mut n = 0;
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    buf[n] = b'.';
+                    n += 1;
+                }
+                let mut digits = itoa::Buffer::new();
+                let d = digits.format(octet).as_bytes();
+                buf[n..n + d.len()].copy_from_slice(d);
+                n += d.len();
+            }
+            HeaderValue::from_bytes(&buf[..n]).unwrap_or(HeaderValue::from_static("0.0.0.0"))
+        }
+        IpAddr::V6(v6) => {
+            HeaderValue::from_str(&v6.to_string()).unwrap_or(HeaderValue::from_static("::"))
+        }
+    }
 }
 
 /// RFC 7239 node: IPv6 addresses are quoted and bracketed.
@@ -320,6 +371,21 @@ mod tests {
         let f = Forwarding::build(&cfg, &mut errs);
         assert!(errs.is_empty(), "{errs}");
         f
+    }
+
+    #[test]
+    fn ip_values_read_as_the_address() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.255.9",
+            "255.255.255.255",
+            "::1",
+            "2001:db8::7",
+        ] {
+            let parsed: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_value(parsed).to_str().unwrap(), ip);
+        }
     }
 
     fn req(headers: &[(&str, &str)]) -> RequestHeader {

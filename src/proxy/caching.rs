@@ -13,7 +13,7 @@ use pingora::cache::key::CacheKey;
 use pingora::cache::{CacheMeta, CachePhase, ForcedFreshness, NoCacheReason, RespCacheable};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::Session;
-use pingora::{Error, ErrorSource, ErrorType, Result};
+use pingora::{Error, ErrorSource, ErrorType, OrErr, Result};
 use std::time::SystemTime;
 
 const SURROGATE_KEY: HeaderName = HeaderName::from_static("surrogate-key");
@@ -365,7 +365,11 @@ pub(super) fn response_headers(
                 value = format!("{owner}, {value}");
             }
         }
-        resp.insert_header(CACHE_STATUS, value)?;
+        // A &'static str name and the String's own buffer: Pingora's
+        // insert would otherwise copy both (this runs on every hit).
+        let value = http::HeaderValue::from_maybe_shared(bytes::Bytes::from(value))
+            .or_err(ErrorType::InternalError, "Cache-Status value")?;
+        resp.insert_header("Cache-Status", value)?;
     }
     Ok(())
 }

@@ -523,7 +523,7 @@ impl ProxyHttp for Edge {
             .listener
             .and_then(|i| self.snap.connections.listeners[i].hsts.as_ref())
         {
-            upstream_response.insert_header(http::header::STRICT_TRANSPORT_SECURITY, hsts)?;
+            upstream_response.insert_header("Strict-Transport-Security", hsts)?;
         }
         if lifecycle::is_draining() {
             session.set_keepalive(None);

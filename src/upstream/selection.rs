@@ -87,6 +87,10 @@ impl Pool {
             self.slow_start
                 .is_none_or(|s| adaptive::random_unit() < s.warmth(&info.stats, now))
         };
+        let needs_info = region.is_some()
+            || self.outlier.is_some()
+            || bound.is_some()
+            || self.slow_start.is_some();
         let accept = |b: &Backend, healthy: bool| {
             let Some(addr) = b.addr.as_inet() else {
                 return false;
@@ -94,7 +98,13 @@ impl Pool {
             if exclude.contains(addr) {
                 return false;
             }
-            let info = members.find(*addr);
+            // Only region, passive health, bounded load and slow start need
+            // the backend's counters: plain pools skip the lookup.
+            let info = if needs_info {
+                members.find(*addr)
+            } else {
+                None
+            };
             (region.is_none() || info.is_some_and(in_region))
                 && (panic || (healthy && !info.is_some_and(|i| self.ejected(i))))
                 && bound.is_none_or(|limit| info.is_none_or(|i| i.stats.in_flight() < limit))
