@@ -25,6 +25,7 @@ mod connections;
 mod context;
 mod edge_response;
 mod fleet;
+mod rehome;
 mod response_date;
 mod write_coalesce;
 
