@@ -656,6 +656,37 @@ mod tests {
     }
 
     #[test]
+    fn a_retry_in_panic_mode_still_has_a_candidate() {
+        use pingora::lb::Backend;
+        let yaml = "geo:\n  default_region: eu\n  regions:\n    eu: {latitude: 50, longitude: 8}\n    us: {latitude: 40, longitude: -75}\nupstreams:\n  app:\n    locality: {enabled: true}\n    backends:\n      - {address: 127.0.0.1:1, region: eu}\n      - {address: 127.0.0.1:2, region: eu}\n      - {address: 127.0.0.1:3, region: us}\n";
+        let raw = config::parse(yaml).unwrap();
+        let mut errs = ConfigErrors::default();
+        let geo = Geography::of_config(&raw, &mut errs);
+        let p = Pools::build(&raw.upstreams, &[], &geo, &mut errs);
+        assert!(errs.is_empty(), "{errs}");
+        let pool = p.get(0);
+        let addr = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+        // Backend 1 failed this request; 2 and 3 fail their health checks.
+        for port in [2, 3] {
+            let backend = Backend::new(&addr(port).to_string()).unwrap();
+            match &pool.balancer {
+                Balancer::RoundRobin(lb) => lb.backends().set_enable(&backend, false),
+                Balancer::Hash(lb) => lb.backends().set_enable(&backend, false),
+            }
+        }
+        let failed = [addr(1)];
+        let order = geo.regions.order(geo.regions.id("eu").unwrap());
+        let picked = pool.select_near(b"", &failed, order);
+        assert!(matches!(picked, Some(a) if a != addr(1)), "{picked:?}");
+        assert!(
+            pool.has_candidate(&failed),
+            "panic mode has somewhere to go"
+        );
+        let all = [addr(1), addr(2), addr(3)];
+        assert!(!pool.has_candidate(&all));
+    }
+
+    #[test]
     fn all_pool_errors_are_reported_with_paths() {
         let errs = pools(
             "upstreams:\n  app:\n    selection: round_robin\n    hash_key: uri\n    backends:\n      - {address: 127.0.0.1:80, weight: 0}\n      - {address: \"10.0.0.x:80\"}\n      - {address: nohost.invalid:80}\n      - {address: 127.0.0.1}\n    timeouts: {connect: \"5\"}\n    health_check: {interval: 0s, healthy_threshold: 0}\n",

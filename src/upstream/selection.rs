@@ -204,11 +204,18 @@ impl Pool {
     }
 
     /// Whether [`Pool::select`] could still find a backend outside `exclude`.
+    ///
+    /// A pool that steers by region falls into panic mode when nothing
+    /// usable is left, and then any untried backend is a candidate (as
+    /// [`Self::select_near`] would pick it), so a retry is not refused there.
     pub fn has_candidate(&self, exclude: &[SocketAddr]) -> bool {
-        self.members
-            .load()
+        let members = self.members.load();
+        let untried = |b: &&BackendInfo| !exclude.contains(&b.addr);
+        members
             .iter()
-            .any(|b| !exclude.contains(&b.addr) && self.ready(b) && !self.is_ejected(b.addr))
+            .filter(untried)
+            .any(|b| self.ready(b) && !self.is_ejected(b.addr))
+            || (self.locality.is_some() && members.iter().any(|b| untried(&b)))
     }
 
     /// Whether the health check currently lets traffic go to `addr`.
