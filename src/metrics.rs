@@ -205,6 +205,16 @@ pub(crate) static CACHE_LOOKUPS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .unwrap()
 });
 
+/// Hits answered before pingora-cache's state machine (`proxy::fast_hit`),
+/// also counted in `parapet_cache_lookups_total{result="hit"}`.
+pub(crate) static CACHE_FAST_HITS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "parapet_cache_fast_hits_total",
+        "Plain fresh memory hits answered without pingora-cache's lookup path."
+    )
+    .unwrap()
+});
+
 /// Response body bytes sent to clients, by source (`cache` or `origin`), for
 /// routes with caching on.
 pub(crate) static CACHE_BODY_BYTES: LazyLock<IntCounterVec> = LazyLock::new(|| {
@@ -536,6 +546,7 @@ pub(crate) fn init() {
     LazyLock::force(&DRAINING);
     LazyLock::force(&CACHE_LOOKUPS);
     LazyLock::force(&CACHE_BODY_BYTES);
+    LazyLock::force(&CACHE_FAST_HITS);
     LazyLock::force(&CACHE_STORED_BYTES);
     LazyLock::force(&CACHE_STORED_OBJECTS);
     LazyLock::force(&CACHE_EVICTIONS);

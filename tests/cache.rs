@@ -710,3 +710,58 @@ fn request_max_stale_accepts_stale_copies_unless_the_origin_forbids() {
     fetch(&p, "/n", &no_cache, &[("Cache-Control", "max-stale")]);
     assert_eq!(o.hits(), 6);
 }
+
+/// A plain fresh hit is answered before pingora-cache's lookup path
+/// (src/proxy/fast_hit.rs); a condition that does not match sends the same
+/// hit through the full path. Both answers must be the same, field by field.
+#[test]
+fn a_plain_hit_answers_as_the_full_hit_path_does() {
+    let o = Origin::start("o");
+    let p = edge(&o, "");
+    let respond = [
+        "Cache-Control: public, max-age=60",
+        "ETag: \"v1\"",
+        "X-Origin-Field: kept",
+    ];
+    fetch(&p, "/same", &respond, &[]);
+    let fast_hits = || metric(&p.metrics(), "parapet_cache_fast_hits_total", "").unwrap_or(0.0);
+    let hits = || {
+        metric(
+            &p.metrics(),
+            "parapet_cache_lookups_total",
+            "result=\"hit\"",
+        )
+        .unwrap_or(0.0)
+    };
+    let (hits_before, fast_before) = (hits(), fast_hits());
+    let fast = fetch(&p, "/same", &respond, &[]);
+    let full = fetch(&p, "/same", &respond, &[("If-None-Match", "\"other\"")]);
+    // Metrics are recorded after the answer: wait for both hits to count.
+    wait_until(DEADLINE, "both hits counted", || {
+        hits() == hits_before + 2.0
+    });
+    assert_eq!(
+        fast_hits(),
+        fast_before + 1.0,
+        "the plain hit took the fast path, the conditional one the full path"
+    );
+    assert_eq!(o.hits(), 1);
+    assert_eq!((fast.status, full.status), (200, 200));
+    assert_eq!(fast.body, full.body);
+    for r in [&fast, &full] {
+        assert!(
+            status_of(r).starts_with("parapet; hit; ttl="),
+            "{}",
+            status_of(r)
+        );
+        assert!(r.header("age").is_some());
+    }
+    let fields = |r: &Response| -> Vec<(String, String)> {
+        r.headers
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+            .filter(|(k, _)| !matches!(k.as_str(), "age" | "cache-status" | "x-request-id"))
+            .collect()
+    };
+    assert_eq!(fields(&fast), fields(&full));
+}

@@ -62,6 +62,19 @@ struct Entry {
 
 type Shard = RwLock<HashMap<u128, Arc<Entry>>>;
 
+/// What [`MemoryTier::fresh_hit`] found.
+pub(crate) struct FreshHit {
+    /// The stored head, as `CacheMeta::response_header_copy` gives it.
+    pub header: ResponseHeader,
+    pub body: Bytes,
+    pub fresh_until: SystemTime,
+    /// As `CacheMeta::age`.
+    pub age: std::time::Duration,
+    /// For the eviction manager, as a `HitHandler` would report them.
+    pub id: u64,
+    pub weight: usize,
+}
+
 pub(super) struct MemoryTier {
     shards: Box<[Shard]>,
     next_id: AtomicU64,
@@ -238,6 +251,31 @@ impl MemoryTier {
             .map_err(|_| poisoned())?
             .get(&slot)
             .cloned())
+    }
+
+    /// A fresh, complete object stored under `key` itself (no `Vary`: its
+    /// variants live under other slots), for answering without
+    /// pingora-cache's state machine. `None` sends the request the usual way.
+    pub(super) fn fresh_hit(&self, key: &CacheKey, now: SystemTime) -> Option<FreshHit> {
+        let entry = self.entry(slot(key)).ok()??;
+        let (fresh_until, age) = match &entry.fields {
+            Some(fields) => fields.fresh_without_vary(now)?,
+            None => {
+                let meta = Self::meta_of(&entry).ok()?;
+                if !meta.is_fresh(now) || meta.variance().is_some() {
+                    return None;
+                }
+                (meta.fresh_until(), meta.age())
+            }
+        };
+        Some(FreshHit {
+            header: entry.header.clone(),
+            body: entry.body.clone(),
+            fresh_until,
+            age,
+            id: entry.id,
+            weight: entry.weight,
+        })
     }
 
     /// Marks an entry stale by slot, keeping it for revalidation and stale-if-error.

@@ -38,6 +38,25 @@ impl MetaFields {
         })
     }
 
+    /// For a hit served without a `CacheMeta`: `(fresh_until, age)` as
+    /// `CacheMeta::fresh_until` and `CacheMeta::age` would give them, if the
+    /// object is fresh at `now` and stored without `Vary`.
+    pub(super) fn fresh_without_vary(
+        &self,
+        now: SystemTime,
+    ) -> Option<(SystemTime, std::time::Duration)> {
+        if self.variance.is_some() || self.fresh_until < now {
+            return None;
+        }
+        // CacheMeta's epoch: the override, else `updated`, which `of` only
+        // admits equal to `created`.
+        let epoch = self.epoch_override.unwrap_or(self.created);
+        Some((
+            self.fresh_until,
+            now.duration_since(epoch).unwrap_or_default(),
+        ))
+    }
+
     /// A meta equal to the one these fields were taken from, with `header`.
     pub(super) fn rebuild(&self, header: ResponseHeader) -> CacheMeta {
         let mut meta = CacheMeta::new(

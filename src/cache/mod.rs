@@ -350,6 +350,22 @@ impl CacheRuntime {
         );
     }
 
+    /// A fresh object of the memory tier stored under `key` without `Vary`,
+    /// counted as an access by the eviction manager as pingora-cache counts
+    /// a hit: the fast path for plain hits (`proxy::fast_hit`).
+    pub(crate) fn fresh_hit(&self, key: &CacheKey) -> Option<memory::FreshHit> {
+        use pingora::cache::eviction::{CacheEntryKey, EvictionManager};
+        let hit = self
+            .storage
+            .fresh_memory_hit(key, std::time::SystemTime::now())?;
+        let entry = CacheEntryKey::from_entry_id(
+            key.to_compact(),
+            Some(pingora::cache::CacheEntryId::new(hit.id)),
+        );
+        self.eviction.access(&entry, hit.weight, hit.fresh_until);
+        Some(hit)
+    }
+
     /// The largest body the cache stores (`cache.max_object_size`).
     pub(crate) fn max_object(&self) -> usize {
         self.settings.max_object

@@ -127,6 +127,15 @@ impl Tiered {
     }
 
     /// Reads `slot` from disk and promotes it into memory.
+    /// A fresh object in the memory tier ([`MemoryTier::fresh_hit`]).
+    pub(crate) fn fresh_memory_hit(
+        &self,
+        key: &pingora::cache::key::CacheKey,
+        now: SystemTime,
+    ) -> Option<super::memory::FreshHit> {
+        self.memory.fresh_hit(key, now)
+    }
+
     /// Keeps lookups off the disk tier (`true`) or lets them read it.
     pub(crate) fn hold_disk(&self, held: bool) {
         self.disk_held

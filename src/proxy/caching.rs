@@ -346,13 +346,16 @@ pub(super) fn response_headers(
     if route.policy.surrogate_control {
         resp.remove_header(&policy::SURROGATE_CONTROL);
     }
-    let fresh_until = session.cache.maybe_cache_meta().map(|m| m.fresh_until());
-    if let Some((label, mut value)) = status::describe(
-        cache_name,
-        &session.cache.phase(),
-        fresh_until,
-        SystemTime::now(),
-    ) {
+    let (phase, fresh_until) = match ctx.cache.fast_hit {
+        Some(fresh_until) => (CachePhase::Hit, Some(fresh_until)),
+        None => (
+            session.cache.phase(),
+            session.cache.maybe_cache_meta().map(|m| m.fresh_until()),
+        ),
+    };
+    if let Some((label, mut value)) =
+        status::describe(cache_name, &phase, fresh_until, SystemTime::now())
+    {
         ctx.cache.result = Some(label);
         // Forwarded by the owner in the fleet: its member comes first, the
         // cache nearer the origin (RFC 9211 §2).
@@ -378,10 +381,14 @@ pub(super) fn response_headers(
 pub(super) fn after_response(session: &Session, ctx: &RequestCtx) {
     if let Some(result) = ctx.cache.result {
         metrics::CACHE_LOOKUPS.with_label_values(&[result]).inc();
-        let from_cache = matches!(
-            session.cache.phase(),
-            CachePhase::Hit | CachePhase::StaleUpdating | CachePhase::Stale
-        );
+        if ctx.cache.fast_hit.is_some() {
+            metrics::CACHE_FAST_HITS.inc();
+        }
+        let from_cache = ctx.cache.fast_hit.is_some()
+            || matches!(
+                session.cache.phase(),
+                CachePhase::Hit | CachePhase::StaleUpdating | CachePhase::Stale
+            );
         metrics::CACHE_BODY_BYTES
             .with_label_values(&[if from_cache { "cache" } else { "origin" }])
             .inc_by(session.body_bytes_sent() as u64);

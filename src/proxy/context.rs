@@ -48,6 +48,10 @@ pub(crate) struct CacheCtx {
     /// The primary key bytes, when computed before the cache key (fleet
     /// sharding): the cache key takes them over.
     pub primary: Option<Vec<u8>>,
+    /// The cache key, when [`super::fast_hit`] computed it and passed.
+    pub key: Option<pingora::cache::key::CacheKey>,
+    /// Answered by [`super::fast_hit`]: a hit fresh until then.
+    pub fast_hit: Option<SystemTime>,
     /// The origin's 304 to a revalidation: its fields update the stored ones.
     pub not_modified: Option<Box<pingora::http::ResponseHeader>>,
 }

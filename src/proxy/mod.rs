@@ -24,6 +24,7 @@ mod compression;
 mod connections;
 mod context;
 mod edge_response;
+mod fast_hit;
 mod fleet;
 mod rehome;
 mod response_date;
@@ -210,6 +211,13 @@ impl ProxyHttp for Edge {
                     .await?;
                     return Ok(true);
                 }
+                if let Some((runtime, route_cache)) = self.caching(ctx) {
+                    let compresses = self.snap.edge.router.get(index).compression;
+                    if fast_hit::serve(self, session, ctx, runtime, route_cache, compresses).await?
+                    {
+                        return Ok(true);
+                    }
+                }
                 Ok(false)
             }
             Admission::Refuse {
@@ -292,7 +300,10 @@ impl ProxyHttp for Edge {
                 "cache key asked for a non-caching route",
             )
         })?;
-        Ok(caching::cache_key(session, ctx, route))
+        Ok(match ctx.cache.key.take() {
+            Some(key) => key,
+            None => caching::cache_key(session, ctx, route),
+        })
     }
 
     async fn cache_hit_filter(

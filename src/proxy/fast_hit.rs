@@ -1,0 +1,85 @@
+//! Plain fresh hits answered from `request_filter`, before pingora-cache's
+//! state machine (lookup phases, hit handler, range and conditional filters:
+//! about a third of a hit's instructions).
+//!
+//! Only what needs none of that machinery takes this path: a GET on a
+//! caching route of a node outside a fleet, without `Range`, conditions,
+//! request cache directives, `Authorization` or an upgrade, on a route that
+//! does not compress, for an object in the memory tier that is fresh, stored
+//! without `Vary`, and a 200 with a `Content-Length` matching its body.
+//! Anything else returns `false` and goes the usual way, so the behaviour a
+//! client sees is that of pingora-cache's hit path: the stored head with
+//! `Age` (pingora-proxy's `cache_hit_header`), `Accept-Ranges`, then the same
+//! `response_filter` (Cache-Status, request id, HSTS, the stored `Date`),
+//! the same downstream modules, the same eviction-manager access.
+
+use super::{Edge, RequestCtx};
+use crate::cache::{CacheRuntime, RouteCache};
+use http::header;
+use http::{Method, StatusCode, Version};
+use pingora::proxy::{ProxyHttp, Session};
+use pingora::Result;
+
+/// Request fields that need pingora-cache's handling of a hit.
+const NEEDS_FULL_PATH: [header::HeaderName; 9] = [
+    header::RANGE,
+    header::IF_MATCH,
+    header::IF_NONE_MATCH,
+    header::IF_MODIFIED_SINCE,
+    header::IF_UNMODIFIED_SINCE,
+    header::IF_RANGE,
+    header::CACHE_CONTROL,
+    header::PRAGMA,
+    header::AUTHORIZATION,
+];
+
+/// Answers the request from the memory tier if it is a plain fresh hit;
+/// `Ok(true)` when the response went out.
+pub(super) async fn serve(
+    edge: &Edge,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    runtime: &'static CacheRuntime,
+    route: &RouteCache,
+    route_compresses: bool,
+) -> Result<bool> {
+    if edge.snap.edge.fleet.is_some()
+        || (route_compresses && edge.snap.edge.compression.is_some())
+        || session.is_upgrade_req()
+    {
+        return Ok(false);
+    }
+    let req = session.req_header();
+    if req.method != Method::GET || NEEDS_FULL_PATH.iter().any(|h| req.headers.contains_key(h)) {
+        return Ok(false);
+    }
+    let key = super::caching::cache_key(session, ctx, route);
+    let Some(hit) = runtime.fresh_hit(&key) else {
+        // pingora-cache asks for the key next: it is computed already.
+        ctx.cache.key = Some(key);
+        return Ok(false);
+    };
+    let stored = &hit.header;
+    let length_matches = stored
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        == Some(hit.body.len());
+    if stored.status != StatusCode::OK || !length_matches {
+        ctx.cache.key = Some(key);
+        return Ok(false);
+    }
+    // As pingora-proxy's cache_hit_header: the stored head, its Age, HTTP/1.1.
+    let mut head = Box::new(hit.header);
+    head.insert_header(header::AGE, hit.age.as_secs())?;
+    head.set_version(Version::HTTP_11);
+    // The memory tier's hits can seek, so pingora-proxy runs the range
+    // filter: without a Range it only announces `Accept-Ranges: bytes`.
+    edge.range_header_filter(session, &mut head, ctx);
+    ctx.cache.fast_hit = Some(hit.fresh_until);
+    edge.response_filter(session, &mut head, ctx).await?;
+    session.write_response_header(head, false).await?;
+    session.write_response_body(Some(hit.body), true).await?;
+    Ok(true)
+}
