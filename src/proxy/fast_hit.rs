@@ -3,7 +3,7 @@
 //! about a third of a hit's instructions).
 //!
 //! Only what needs none of that machinery takes this path: a GET on a
-//! caching route of a node outside a fleet, without `Range`, conditions,
+//! caching route of a node outside a fleet, without a body, `Range`, conditions,
 //! request cache directives, `Authorization` or an upgrade, on a route that
 //! does not compress, for an object in the memory tier that is fresh, stored
 //! without `Vary`, and a 200 with a `Content-Length` matching its body.
@@ -21,7 +21,10 @@ use pingora::proxy::{ProxyHttp, Session};
 use pingora::Result;
 
 /// Request fields that need pingora-cache's handling of a hit.
-const NEEDS_FULL_PATH: [header::HeaderName; 9] = [
+const NEEDS_FULL_PATH: [header::HeaderName; 11] = [
+    // A GET with a body: Pingora's path deals with the body on the wire.
+    header::CONTENT_LENGTH,
+    header::TRANSFER_ENCODING,
     header::RANGE,
     header::IF_MATCH,
     header::IF_NONE_MATCH,
