@@ -26,7 +26,6 @@ mod context;
 mod edge_response;
 mod fast_hit;
 mod fleet;
-mod rehome;
 mod response_date;
 mod write_coalesce;
 
