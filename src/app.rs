@@ -7,6 +7,7 @@
 //!   (h2c is a property of a Pingora proxy service, not of a listener);
 //! * the admin listener;
 //! * one background service per pool with a health check or DNS discovery;
+//! * one ACME service per listener with `tls.acme`;
 //! * the phase watcher that flips `/readyz` when draining.
 
 use crate::admin::AdminApp;
@@ -81,6 +82,23 @@ pub(crate) fn build(opt: Opt, snap: Snapshot) -> Server {
             }
         }
         server.add_service(service);
+    }
+
+    for tls in snap
+        .connections
+        .listeners
+        .iter()
+        .filter_map(|l| l.tls.as_ref())
+    {
+        tls.publish_expiry();
+        if let Some(managed) = tls.acme() {
+            server.add_service(GenBackgroundService::new(
+                format!("parapet acme {}", managed.settings.domains[0]),
+                Arc::new(crate::tls::acme::service::AcmeService {
+                    managed: managed.clone(),
+                }),
+            ));
+        }
     }
 
     if let Some(addr) = snap.admin.address {

@@ -152,6 +152,28 @@ pub(crate) static TLS_HANDSHAKES: LazyLock<IntCounter> = LazyLock::new(|| {
     .unwrap()
 });
 
+/// When each served certificate expires (notAfter, Unix seconds), by DNS
+/// name and source (`file` or `acme`). Alert on `... - time() < 14 * 86400`.
+pub(crate) static TLS_CERTIFICATE_EXPIRY: LazyLock<GaugeVec> = LazyLock::new(|| {
+    register_gauge_vec!(
+        "parapet_tls_certificate_expiry_seconds",
+        "Expiry (notAfter) of each served certificate as a Unix time, by name and source.",
+        &["name", "source"]
+    )
+    .unwrap()
+});
+
+/// ACME orders by result: `issued`, `failed` (the CA refused, a challenge
+/// failed, or the CA could not be reached).
+pub(crate) static ACME_ORDERS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "parapet_acme_orders_total",
+        "ACME certificate orders by result (issued, failed).",
+        &["result"]
+    )
+    .unwrap()
+});
+
 /// Failed client TLS handshakes by reason (`protocol_version`,
 /// `no_shared_cipher`, `client_certificate`, `plain_http`, `timeout`,
 /// `closed`, `other`).
@@ -540,6 +562,8 @@ pub(crate) fn init() {
     LazyLock::force(&DOWNSTREAM_CONNECTIONS);
     LazyLock::force(&DOWNSTREAM_CONNECTIONS_TOTAL);
     LazyLock::force(&TLS_HANDSHAKES);
+    LazyLock::force(&TLS_CERTIFICATE_EXPIRY);
+    LazyLock::force(&ACME_ORDERS);
     LazyLock::force(&ADMIN_AUTH_FAILURES);
     LazyLock::force(&TLS_HANDSHAKE_FAILURES);
     LazyLock::force(&EDGE_RESPONSES);

@@ -238,6 +238,7 @@ impl Snapshot {
             &geo,
             &mut errs,
         );
+        acme_checks(raw, &listeners, &router, &mut errs);
         let forwarding = Forwarding::build(&raw.forwarding, &mut errs);
         let filters = FilterSet::build(&raw.security, "security", &mut errs);
         let limits = Limits::build(&raw.limits, &mut errs);
@@ -368,6 +369,31 @@ fn build_listener(
         tls,
         redirect_https: l.redirect_https.then(|| l.https_port.unwrap_or(443)),
         hsts,
+    }
+}
+
+/// What an ACME listener needs from the rest of the config: a plain
+/// listener for HTTP-01 (the CA connects to port 80), and a route for each
+/// name (a name nothing serves is a typo, or a certificate nobody needs).
+fn acme_checks(raw: &RawConfig, listeners: &[Listener], router: &Router, errs: &mut ConfigErrors) {
+    for l in &raw.listeners {
+        let Some(acme) = l.tls.as_ref().and_then(|t| t.acme.as_ref()) else {
+            continue;
+        };
+        let at = format!("listeners[{}].tls.acme", l.position);
+        if acme.challenge == config::AcmeChallenge::Http01
+            && !listeners.iter().any(|l| l.tls.is_none())
+        {
+            errs.push(
+                format!("{at}.challenge"),
+                "http-01 needs a plain (non-TLS) listener for the CA to reach, usually on port 80; add one or use tls-alpn-01",
+            );
+        }
+        for (i, d) in acme.domains.iter().enumerate() {
+            if !router.serves_host(d.trim_end_matches('.')) {
+                errs.push(format!("{at}.domains[{i}]"), format!("no route serves {d}"));
+            }
+        }
     }
 }
 

@@ -82,7 +82,11 @@ pub struct ListenerConfig {
 pub struct ListenerTlsConfig {
     /// Chosen by SNI among their names (SAN DNS entries, exact or `*.`);
     /// the first is the default for clients without SNI or with an unknown name.
+    /// May be empty when `acme` provides the certificate.
+    #[serde(default)]
     pub certificates: Vec<CertificateConfig>,
+    /// Certificates obtained and renewed automatically (RFC 8555).
+    pub acme: Option<AcmeConfig>,
     /// `"1.2"` (default) or `"1.3"`.
     #[serde(default = "default_min_tls")]
     pub min_version: String,
@@ -96,6 +100,60 @@ pub struct ListenerTlsConfig {
 
 fn default_min_tls() -> String {
     "1.2".into()
+}
+
+/// `listeners[].tls.acme`: a certificate for `domains`, ordered from the CA at
+/// `directory`, kept under `storage` and renewed before it expires.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcmeConfig {
+    /// The CA's directory URL (Let's Encrypt:
+    /// `https://acme-v02.api.letsencrypt.org/directory`).
+    pub directory: String,
+    /// Contact for the account (`ops@example.com`; `mailto:` is added).
+    pub email: Option<String>,
+    /// DNS names of the certificate; the first names its storage folder.
+    pub domains: Vec<String>,
+    #[serde(default)]
+    pub challenge: AcmeChallenge,
+    /// Folder for the account, certificates, challenge files and locks;
+    /// nodes that share it order once between them.
+    pub storage: String,
+    /// PEM root that the directory's own HTTPS certificate chains to, for a
+    /// private or test CA (pebble); the system roots otherwise.
+    pub ca_root: Option<String>,
+    /// Renew when this share of the certificate's lifetime has passed.
+    #[serde(default = "default_renew_at")]
+    pub renew_at: f64,
+    /// First wait after a failed order; doubles (with jitter) up to `retry_max`.
+    #[serde(default = "default_acme_retry")]
+    pub retry: String,
+    #[serde(default = "default_acme_retry_max")]
+    pub retry_max: String,
+}
+
+fn default_renew_at() -> f64 {
+    2.0 / 3.0
+}
+
+fn default_acme_retry() -> String {
+    "1m".into()
+}
+
+fn default_acme_retry_max() -> String {
+    "6h".into()
+}
+
+/// How the CA checks that we control a name.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+pub enum AcmeChallenge {
+    /// A file under `/.well-known/acme-challenge/` on a plain listener (port 80).
+    #[default]
+    #[serde(rename = "http-01")]
+    Http01,
+    /// A special certificate in a TLS handshake on this listener (RFC 8737).
+    #[serde(rename = "tls-alpn-01")]
+    TlsAlpn01,
 }
 
 /// A certificate chain (leaf first) and its private key, PEM files.

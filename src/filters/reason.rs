@@ -30,6 +30,8 @@ pub enum EdgeReason {
     PoolSaturated,
     /// A plain listener redirecting to HTTPS.
     HttpsRedirect,
+    /// An ACME HTTP-01 challenge answered by the edge itself.
+    AcmeChallenge,
     /// A `Parapet-Fleet` header that does not verify, or a fleet control
     /// path without one (403).
     FleetSignature,
@@ -65,6 +67,7 @@ impl EdgeReason {
             EdgeReason::ClientConcurrency => "client_concurrency",
             EdgeReason::PoolSaturated => "pool_saturated",
             EdgeReason::HttpsRedirect => "https_redirect",
+            EdgeReason::AcmeChallenge => "acme_challenge",
             EdgeReason::FleetSignature => "fleet_signature",
             EdgeReason::LoopDetected => "loop_detected",
             EdgeReason::BadRequest => "bad_request",

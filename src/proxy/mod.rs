@@ -4,7 +4,7 @@
 //! | phase                     | what happens here                               | module        |
 //! |---------------------------|-------------------------------------------------|---------------|
 //! | `early_request_filter`    | Accept-Encoding for the compression module      | compression   |
-//! | `request_filter`          | client, TLS identity, request id, fleet hop and loop check, admission, route → 404, HTTPS redirect | client, fleet, admission |
+//! | `request_filter`          | client, TLS identity, request id, ACME HTTP-01 answers, fleet hop and loop check, admission, route → 404, HTTPS redirect | client, acme_challenge, fleet, admission |
 //! | cache hooks               | enable (or shard to the key's owner), key, hit/stale rules, storability, Vary | caching → cache, fleet |
 //! | `upstream_peer`           | the key's owner or a shield, else a healthy, untried backend of the pool | attempts → fleet, upstream |
 //! | `fail_to_connect` / `error_while_proxy` | count, and retry elsewhere within the budget | attempts, fleet |
@@ -15,6 +15,7 @@
 //! | `logging`                 | metrics and the access log line                 | metrics, access_log |
 
 mod access_log;
+mod acme_challenge;
 mod admission;
 mod attempts;
 mod caching;
@@ -151,6 +152,9 @@ impl ProxyHttp for Edge {
     /// when no route matches. While draining, asks for the connection to close.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let fleet_arrival = client::identify(&self.snap, session, ctx)?;
+        if acme_challenge::answer(session, ctx).await? {
+            return Ok(true);
+        }
         let from_peer = ctx.fleet.from_peer.is_some();
         if lifecycle::is_draining() {
             session.set_keepalive(None);

@@ -328,6 +328,12 @@ impl Router {
             .find(|(_, r)| r.matches(host, path, headers, place))
     }
 
+    /// Whether any route takes requests for `host` (whatever else it
+    /// matches on).
+    pub(crate) fn serves_host(&self, host: &str) -> bool {
+        self.routes.iter().any(|r| r.host.matches(host))
+    }
+
     pub(crate) fn get(&self, index: usize) -> &Route {
         &self.routes[index]
     }

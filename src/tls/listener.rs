@@ -2,11 +2,12 @@
 //! protocol profile, client certificates, and what the handshake learnt
 //! (SNI, the verified client identity) handed to the request hooks.
 
+use super::acme::{challenge, Managed};
 use super::certs::{self, CertKey};
-use crate::config::{ClientAuth, ConfigErrors, ListenerTlsConfig};
+use crate::config::{AcmeChallenge, ClientAuth, ConfigErrors, ListenerTlsConfig};
 use crate::metrics;
 use async_trait::async_trait;
-use openssl::ssl::{NameType, SslVerifyMode, SslVersion};
+use openssl::ssl::{AlpnError, NameType, SslRef, SslVerifyMode, SslVersion};
 use openssl::x509::X509;
 use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::TlsAccept;
@@ -28,6 +29,8 @@ DHE-RSA-CHACHA20-POLY1305";
 
 /// The certificates of one listener, by name.
 pub(crate) struct SniCerts {
+    /// Obtained and renewed by ACME; served for its names once it exists.
+    acme: Option<Arc<Managed>>,
     exact: HashMap<String, Arc<CertKey>>,
     /// `example.com` for a `*.example.com` certificate.
     wildcard: HashMap<String, Arc<CertKey>>,
@@ -38,11 +41,23 @@ impl SniCerts {
     /// The certificate for a server name: exact name, then a wildcard one
     /// label deep (`*.example.com` covers `a.example.com`, not
     /// `a.b.example.com` or `example.com`), then the default.
-    pub(crate) fn pick(&self, server_name: Option<&str>) -> &Arc<CertKey> {
-        let Some(name) = server_name else {
-            return &self.default;
+    ///
+    /// An ACME certificate, once obtained, comes first for its names, and is
+    /// the default when no certificate files are configured (until then a
+    /// self-signed stand-in is).
+    pub(crate) fn pick(&self, server_name: Option<&str>) -> Arc<CertKey> {
+        let name = server_name.map(|n| n.trim_end_matches('.').to_ascii_lowercase());
+        if let Some(m) = &self.acme {
+            let wanted = name.as_deref().is_none_or(|n| m.covers(n));
+            if wanted || self.exact.is_empty() && self.wildcard.is_empty() {
+                if let Some(c) = m.current() {
+                    return c;
+                }
+            }
+        }
+        let Some(name) = name else {
+            return self.default.clone();
         };
-        let name = name.trim_end_matches('.').to_ascii_lowercase();
         self.exact
             .get(&name)
             .or_else(|| {
@@ -50,6 +65,7 @@ impl SniCerts {
                     .and_then(|(_, parent)| self.wildcard.get(parent))
             })
             .unwrap_or(&self.default)
+            .clone()
     }
 }
 
@@ -92,12 +108,16 @@ impl ListenerTls {
                 SslVersion::TLS1_2
             }
         };
-        if cfg.certificates.is_empty() {
+        if cfg.certificates.is_empty() && cfg.acme.is_none() {
             errs.push(
                 format!("{path}.certificates"),
-                "at least one certificate is needed",
+                "at least one certificate is needed (or `acme` to obtain one)",
             );
         }
+        let acme = cfg
+            .acme
+            .as_ref()
+            .map(|a| Managed::build(a, &format!("{path}.acme"), errs).map(Arc::new));
         let loaded: Vec<Option<CertKey>> = cfg
             .certificates
             .iter()
@@ -129,11 +149,27 @@ impl ListenerTls {
                 errs.push(format!("{path}.hsts"), "not a valid header value");
             }
         }
-        if loaded.iter().any(Option::is_none) || loaded.is_empty() {
+        if loaded.iter().any(Option::is_none) || matches!(acme, Some(None)) {
             return None;
         }
+        let acme = acme.flatten();
         let mut all = loaded.into_iter().flatten().map(Arc::new);
-        let default = all.next()?;
+        let default = match (all.next(), &acme) {
+            (Some(first), _) => first,
+            // Served until the CA has issued: clients see a certificate
+            // error, never another site's certificate.
+            (None, Some(m)) => match certs::self_signed(&m.settings.domains) {
+                Ok(c) => Arc::new(c),
+                Err(e) => {
+                    errs.push(
+                        format!("{path}.acme"),
+                        format!("cannot make a stand-in certificate: {e}"),
+                    );
+                    return None;
+                }
+            },
+            (None, None) => return None,
+        };
         let mut exact = HashMap::new();
         let mut wildcard = HashMap::new();
         for cert in std::iter::once(default.clone()).chain(all) {
@@ -148,6 +184,7 @@ impl ListenerTls {
         }
         Some(ListenerTls {
             certs: Arc::new(SniCerts {
+                acme,
                 exact,
                 wildcard,
                 default,
@@ -156,6 +193,26 @@ impl ListenerTls {
             client_auth: cfg.client_auth,
             client_ca,
         })
+    }
+
+    /// The ACME certificate of this listener, if it has one.
+    pub(crate) fn acme(&self) -> Option<&Arc<Managed>> {
+        self.certs.acme.as_ref()
+    }
+
+    /// Sets the expiry metric of the certificates this listener serves.
+    pub(crate) fn publish_expiry(&self) {
+        let files = self
+            .certs
+            .exact
+            .values()
+            .chain(self.certs.wildcard.values());
+        for c in files {
+            certs::publish_expiry(c, "file");
+        }
+        if let Some(c) = self.acme().and_then(|m| m.current()) {
+            certs::publish_expiry(&c, "acme");
+        }
     }
 
     /// Pingora's TLS settings for this listener: a fresh acceptor each time
@@ -171,7 +228,14 @@ impl ListenerTls {
                 err,
             )
         };
-        tls.enable_h2();
+        let alpn_challenge = self
+            .acme()
+            .is_some_and(|m| m.settings.challenge == AcmeChallenge::TlsAlpn01);
+        if alpn_challenge {
+            tls.set_alpn_select_callback(select_alpn_or_challenge);
+        } else {
+            tls.enable_h2();
+        }
         tls.set_min_proto_version(Some(self.min_version))
             .map_err(|x| e("minimum version", x))?;
         tls.set_cipher_list(CIPHERS_TLS12)
@@ -205,13 +269,13 @@ struct Handshake {
 impl TlsAccept for Handshake {
     async fn certificate_callback(&self, ssl: &mut TlsRef) {
         let name = ssl.servername(NameType::HOST_NAME).map(str::to_string);
-        let cert = self.certs.pick(name.as_deref()).clone();
-        let ok = pingora::tls::ext::ssl_use_certificate(ssl, &cert.chain[0]).is_ok()
-            && pingora::tls::ext::ssl_use_private_key(ssl, &cert.key).is_ok()
-            && cert.chain[1..]
-                .iter()
-                .all(|c| pingora::tls::ext::ssl_add_chain_cert(ssl, c).is_ok());
-        if !ok {
+        if ssl.selected_alpn_protocol() == Some(challenge::ACME_TLS_ALPN) {
+            // A TLS-ALPN-01 validation (TLS 1.3 chooses ALPN first); the
+            // ALPN callback installed the challenge certificate already.
+            return;
+        }
+        let cert = self.certs.pick(name.as_deref());
+        if !install(ssl, &cert) {
             log::error!("TLS: could not install the certificate for {name:?}");
         }
     }
@@ -229,6 +293,40 @@ impl TlsAccept for Handshake {
             });
         Some(Arc::new(TlsInfo { client }))
     }
+}
+
+fn install(ssl: &mut SslRef, cert: &CertKey) -> bool {
+    pingora::tls::ext::ssl_use_certificate(ssl, &cert.chain[0]).is_ok()
+        && pingora::tls::ext::ssl_use_private_key(ssl, &cert.key).is_ok()
+        && cert.chain[1..]
+            .iter()
+            .all(|c| pingora::tls::ext::ssl_add_chain_cert(ssl, c).is_ok())
+}
+
+/// ALPN on a listener answering TLS-ALPN-01: a client offering only
+/// `acme-tls/1` for a name being validated gets that protocol and the
+/// challenge certificate (RFC 8737 §3); anyone else gets h2 or HTTP/1.1 as
+/// usual. The certificate is installed here as well as skipped in the
+/// certificate callback, because OpenSSL runs ALPN before that callback in
+/// TLS 1.3 and after it in TLS 1.2.
+fn select_alpn_or_challenge<'a>(
+    ssl: &mut SslRef,
+    offered: &'a [u8],
+) -> Result<&'a [u8], AlpnError> {
+    if challenge::is_validation(offered) {
+        let name = ssl
+            .servername(NameType::HOST_NAME)
+            .map(|n| n.trim_end_matches('.').to_ascii_lowercase());
+        let cert = name.as_deref().and_then(challenge::alpn_certificate);
+        return match cert {
+            Some(c) if install(ssl, &c) => {
+                log::info!("ACME: answered a TLS-ALPN-01 validation for {name:?}");
+                Ok(&offered[1..])
+            }
+            _ => Err(AlpnError::ALERT_FATAL),
+        };
+    }
+    openssl::ssl::select_next_proto(b"\x02h2\x08http/1.1", offered).ok_or(AlpnError::NOACK)
 }
 
 /// The handshake's findings for a request's connection, if it came over TLS.

@@ -1,0 +1,173 @@
+//! One ACME order, start to finish, through `instant-acme`: the account
+//! (loaded from storage or created), the challenges answered by this node,
+//! a fresh P-256 key and CSR made with openssl, and the issued chain.
+
+use super::{challenge, store, Settings};
+use crate::config::AcmeChallenge;
+use instant_acme::{
+    Account, AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, NewAccount,
+    NewOrder, OrderStatus, RetryPolicy,
+};
+use openssl::ec::{EcGroup, EcKey};
+use openssl::hash::MessageDigest;
+use openssl::nid::Nid;
+use openssl::pkey::PKey;
+use openssl::stack::Stack;
+use openssl::x509::extension::SubjectAlternativeName;
+use openssl::x509::{X509NameBuilder, X509Req};
+use std::time::Duration;
+
+/// A chain and its key, PEM.
+pub(super) struct Issued {
+    pub chain_pem: String,
+    pub key_pem: Vec<u8>,
+}
+
+/// How long the CA may take to validate or to issue before the order
+/// counts as failed (and is retried later with backoff).
+const POLL: RetryPolicy = RetryPolicy::new()
+    .initial_delay(Duration::from_millis(250))
+    .backoff(1.5)
+    .timeout(Duration::from_secs(90));
+
+fn err(what: &str) -> impl Fn(instant_acme::Error) -> String + '_ {
+    move |e| format!("{what}: {e}")
+}
+
+async fn account(s: &Settings) -> Result<Account, String> {
+    let builder = || match &s.ca_root {
+        Some(root) => Account::builder_with_root(root).map_err(err("HTTP client")),
+        None => Account::builder().map_err(err("HTTP client")),
+    };
+    let path = store::account_path(s);
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        match serde_json::from_str::<AccountCredentials>(&text) {
+            Ok(creds) => {
+                return builder()?
+                    .from_credentials(creds)
+                    .await
+                    .map_err(err("restoring the account"))
+            }
+            Err(e) => log::warn!(
+                "ACME: ignoring unreadable account file {}: {e}; creating a new account",
+                path.display()
+            ),
+        }
+    }
+    let contact: Vec<&str> = s.contact.iter().map(String::as_str).collect();
+    let (account, creds) = builder()?
+        .create(
+            &NewAccount {
+                contact: &contact,
+                terms_of_service_agreed: true,
+                only_return_existing: false,
+            },
+            s.directory.clone(),
+            None,
+        )
+        .await
+        .map_err(err("creating the account"))?;
+    let json = serde_json::to_vec(&creds).map_err(|e| format!("account: {e}"))?;
+    store::write_private(&path, &json)
+        .map_err(|e| format!("storing the account in {}: {e}", path.display()))?;
+    log::info!("ACME: created account {} at {}", account.id(), s.directory);
+    Ok(account)
+}
+
+/// What this node published for the CA, withdrawn when the order ends
+/// either way.
+#[derive(Default)]
+struct Published {
+    http: Vec<String>,
+    alpn: Vec<String>,
+}
+
+impl Published {
+    fn withdraw(&self, s: &Settings) {
+        for token in &self.http {
+            challenge::withdraw_http(token);
+            store::drop_challenge(s, token);
+        }
+        for name in &self.alpn {
+            challenge::withdraw_alpn(name);
+        }
+    }
+}
+
+/// Orders a certificate for every configured name.
+pub(super) async fn order(s: &Settings) -> Result<Issued, String> {
+    let account = account(s).await?;
+    let ids: Vec<Identifier> = s.domains.iter().cloned().map(Identifier::Dns).collect();
+    let mut order = account
+        .new_order(&NewOrder::new(&ids))
+        .await
+        .map_err(err("new order"))?;
+    let mut published = Published::default();
+    let result = async {
+        let mut authorizations = order.authorizations();
+        while let Some(auth) = authorizations.next().await {
+            let mut auth = auth.map_err(err("authorization"))?;
+            match auth.status {
+                AuthorizationStatus::Valid => continue,
+                AuthorizationStatus::Pending => {}
+                other => return Err(format!("authorization is {other:?}")),
+            }
+            let kind = match s.challenge {
+                AcmeChallenge::Http01 => ChallengeType::Http01,
+                AcmeChallenge::TlsAlpn01 => ChallengeType::TlsAlpn01,
+            };
+            let mut ch = auth
+                .challenge(kind.clone())
+                .ok_or_else(|| format!("the CA offers no {kind:?} challenge"))?;
+            let name = ch.identifier().to_string();
+            let key_auth = ch.key_authorization();
+            match s.challenge {
+                AcmeChallenge::Http01 => {
+                    challenge::publish_http(&ch.token, key_auth.as_str());
+                    store::put_challenge(s, &ch.token, key_auth.as_str());
+                    published.http.push(ch.token.clone());
+                }
+                AcmeChallenge::TlsAlpn01 => {
+                    challenge::publish_alpn(&name, key_auth.digest().as_ref())
+                        .map_err(|e| format!("TLS-ALPN-01 certificate: {e}"))?;
+                    published.alpn.push(name.clone());
+                }
+            }
+            ch.set_ready().await.map_err(err("challenge ready"))?;
+        }
+        let status = order.poll_ready(&POLL).await.map_err(err("validation"))?;
+        if status != OrderStatus::Ready {
+            return Err(format!("order is {status:?} after validation"));
+        }
+        let (csr, key_pem) = csr(&s.domains).map_err(|e| format!("CSR: {e}"))?;
+        order.finalize_csr(&csr).await.map_err(err("finalize"))?;
+        let chain_pem = order
+            .poll_certificate(&POLL)
+            .await
+            .map_err(err("certificate"))?;
+        Ok(Issued { chain_pem, key_pem })
+    }
+    .await;
+    published.withdraw(s);
+    result
+}
+
+/// A new P-256 key and a CSR for `names` (DER), with the key as PEM.
+fn csr(names: &[String]) -> Result<(Vec<u8>, Vec<u8>), openssl::error::ErrorStack> {
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?;
+    let key = PKey::from_ec_key(EcKey::generate(&group)?)?;
+    let mut req = X509Req::builder()?;
+    req.set_pubkey(&key)?;
+    let mut subject = X509NameBuilder::new()?;
+    subject.append_entry_by_nid(Nid::COMMONNAME, &names[0])?;
+    req.set_subject_name(&subject.build())?;
+    let mut san = SubjectAlternativeName::new();
+    for n in names {
+        san.dns(n);
+    }
+    let mut exts = Stack::new()?;
+    exts.push(san.build(&req.x509v3_context(None))?)?;
+    req.add_extensions(&exts)?;
+    req.sign(&key, MessageDigest::sha256())?;
+    Ok((req.build().to_der()?, key.private_key_to_pem_pkcs8()?))
+}
