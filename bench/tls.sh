@@ -3,7 +3,13 @@
 #
 #   handshake  new TLS connection per request (wrk, Connection: close):
 #              req/s = full handshakes/s
+#   full       `openssl s_time -new`: full handshakes/s, one client
+#   resumed    `openssl s_time -reuse`: resumed (session ticket) handshakes/s
 #   h2_hit     HTTP/2 over TLS (ALPN), 1 KiB cache hits (h2load)
+#
+# Then, Parapet alone under its supervisor: the share of sessions taken
+# from generation 1 that resume with generation 2 after a reload (SIGHUP),
+# next to the share that resume before it.
 #
 # Both proxies: one worker, pinned to SERVER_CPU, caching in front of an
 # nginx origin; clients pinned to CLIENT_CPU. Rounds alternate the order;
@@ -84,6 +90,12 @@ run() { # name port scenario
               "https://127.0.0.1:$2/static/1k.bin" 2>&1)
       rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
       if grep -q 'Non-2xx\|Socket errors' <<<"$out"; then echo "  ($1 $3: $(grep -E 'Non-2xx|Socket errors' <<<"$out"))" >&2; fi ;;
+    full|resumed)
+      local flag=-new; [ "$3" = resumed ] && flag=-reuse
+      out=$(taskset -c "$CLIENT_CPU" openssl s_time -connect "127.0.0.1:$2" $flag -time "$DUR" \
+              -www /static/1k.bin 2>&1)
+      # "N connections in T real seconds" (the last such line: the timed run)
+      rps=$(awk '/connections in .* real seconds/ {n=$1; t=$4} END {if (t > 0) printf "%.0f", n/t}' <<<"$out") ;;
     h2_hit)
       out=$(taskset -c "$CLIENT_CPU" h2load -c"$CONNS" -m10 -D "$DUR" \
               "https://127.0.0.1:$2/static/1k.bin" 2>&1)
@@ -95,7 +107,7 @@ run() { # name port scenario
 }
 for r in $(seq "$ROUNDS"); do
   echo "round $r"
-  for sc in handshake h2_hit; do
+  for sc in handshake full resumed h2_hit; do
     if (( r % 2 )); then run parapet $PARAPET $sc; run nginx $NGINX $sc
     else run nginx $NGINX $sc; run parapet $PARAPET $sc; fi
   done
@@ -103,7 +115,31 @@ done
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2)? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 echo
 printf '%-10s %12s %12s %8s\n' scenario parapet nginx ratio
-for sc in handshake h2_hit; do
+for sc in handshake full resumed h2_hit; do
   p=$(median <<<"${results[parapet $sc]}"); n=$(median <<<"${results[nginx $sc]}")
   printf '%-10s %12.0f %12.0f %8.2f\n' "$sc" "$p" "$n" "$(echo "$p / $n" | bc -l)"
 done
+
+# Resumption across a zero-downtime reload (Parapet's supervisor, shared
+# ticket keys by default): SESSIONS clients each save a session from
+# generation 1, then come back to generation 2.
+SESSIONS=${SESSIONS:-50}
+cleanup
+pids=()
+taskset -c "$SERVER_CPU" nginx -c "$W/origin.conf" & pids+=($!)
+sed -i "s|upgrade_sock: $W/parapet.sock|upgrade_sock: $W/run.sock|" "$W/parapet.yaml"
+RUST_LOG=warn ./target/release/parapet run -c "$W/parapet.yaml" 2>"$W/run.err" & pids+=($!)
+for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PARAPET) 2>/dev/null && break; sleep 0.1; done
+visit() { # port session-file in|out -> "Reused" or "New"
+  printf 'GET /static/1k.bin HTTP/1.1\r\nHost: bench.test\r\nConnection: close\r\n\r\n' |
+    timeout 5 openssl s_client -connect "127.0.0.1:$1" -servername bench.test -ign_eof \
+      "-sess_$3" "$2" 2>/dev/null | awk '/^(Reused|New),/ {print $1; exit}' | tr -d ,
+}
+for i in $(seq "$SESSIONS"); do visit $PARAPET "$W/s$i" out >/dev/null; done
+before=0; for i in $(seq "$SESSIONS"); do [ "$(visit $PARAPET "$W/s$i" in)" = Reused ] && before=$((before+1)); done
+kill -HUP "${pids[-1]}"
+# The old generation accepts for ~5 s after the handoff, then drains.
+sleep 8
+after=0; for i in $(seq "$SESSIONS"); do [ "$(visit $PARAPET "$W/s$i" in)" = Reused ] && after=$((after+1)); done
+echo
+echo "resumed before a reload: $before/$SESSIONS; right after it (generation 2): $after/$SESSIONS"

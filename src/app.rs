@@ -7,7 +7,8 @@
 //!   (h2c is a property of a Pingora proxy service, not of a listener);
 //! * the admin listener;
 //! * one background service per pool with a health check or DNS discovery;
-//! * one ACME service per listener with `tls.acme`;
+//! * one ACME service per listener with `tls.acme`, and the session ticket
+//!   key rotation and OCSP stapling when there are TLS listeners;
 //! * the phase watcher that flips `/readyz` when draining.
 
 use crate::admin::AdminApp;
@@ -84,6 +85,36 @@ pub(crate) fn build(opt: Opt, snap: Snapshot) -> Server {
         server.add_service(service);
     }
 
+    let has_tls = snap.connections.listeners.iter().any(|l| l.tls.is_some());
+    if has_tls {
+        let ocsp = crate::tls::ocsp::OcspService {
+            listeners: snap
+                .connections
+                .listeners
+                .iter()
+                .filter_map(|l| l.tls.clone())
+                .collect(),
+            cache: snap.process.ocsp_cache(),
+        };
+        ocsp.preload();
+        server.add_service(GenBackgroundService::new(
+            "parapet ocsp".to_string(),
+            Arc::new(ocsp),
+        ));
+    }
+    if let Some(keys) = snap.process.tickets.as_ref().filter(|_| has_tls) {
+        match crate::tls::tickets::start(keys) {
+            Ok(()) => {
+                server.add_service(GenBackgroundService::new(
+                    "parapet session ticket keys".to_string(),
+                    Arc::new(crate::tls::tickets::Rotation(keys.clone())),
+                ));
+            }
+            // Handshakes still work; tickets from this process are not
+            // issued until the file can be written (the callback has no key).
+            Err(e) => log::error!("TLS session tickets: {e}; no tickets will be issued"),
+        }
+    }
     for tls in snap
         .connections
         .listeners

@@ -174,6 +174,16 @@ pub(crate) static ACME_ORDERS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .unwrap()
 });
 
+/// OCSP responses fetched for stapling, by result (`ok`, `failed`).
+pub(crate) static OCSP_FETCHES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "parapet_ocsp_fetches_total",
+        "OCSP responses fetched for stapling, by result (ok, failed).",
+        &["result"]
+    )
+    .unwrap()
+});
+
 /// Failed client TLS handshakes by reason (`protocol_version`,
 /// `no_shared_cipher`, `client_certificate`, `plain_http`, `timeout`,
 /// `closed`, `other`).
@@ -564,6 +574,7 @@ pub(crate) fn init() {
     LazyLock::force(&TLS_HANDSHAKES);
     LazyLock::force(&TLS_CERTIFICATE_EXPIRY);
     LazyLock::force(&ACME_ORDERS);
+    LazyLock::force(&OCSP_FETCHES);
     LazyLock::force(&ADMIN_AUTH_FAILURES);
     LazyLock::force(&TLS_HANDSHAKE_FAILURES);
     LazyLock::force(&EDGE_RESPONSES);

@@ -46,6 +46,8 @@ pub(crate) struct ProcessSettings {
     /// Worker threads per service, resolved (the CPU count by default).
     threads: usize,
     section: config::ServerSection,
+    /// Where shared TLS session ticket keys live (`None`: OpenSSL's own).
+    pub(crate) tickets: Option<crate::tls::tickets::TicketKeys>,
 }
 
 impl ProcessSettings {
@@ -66,6 +68,15 @@ impl ProcessSettings {
             upstream_keepalive_pool_size: s.upstream_keepalive_pool_size,
             ..ServerConf::default()
         }
+    }
+
+    /// Where OCSP responses are kept between starts.
+    pub(crate) fn ocsp_cache(&self) -> std::path::PathBuf {
+        self.section
+            .ocsp_cache
+            .clone()
+            .unwrap_or_else(|| format!("{}.ocsp", self.section.upgrade_sock))
+            .into()
     }
 
     /// The handoff socket shared by the generations of a reload.
@@ -205,7 +216,12 @@ impl Snapshot {
                             seen.insert(addr, format!("listeners[{i}]"));
                         }
                     }
-                    listeners.push(build_listener(l, addr, &mut errs));
+                    listeners.push(build_listener(
+                        l,
+                        addr,
+                        process.tickets.is_some(),
+                        &mut errs,
+                    ));
                 }
                 Err(e) => errs.push(format!("listeners[{i}].address"), e),
             }
@@ -326,12 +342,13 @@ impl Snapshot {
 fn build_listener(
     l: &config::ListenerConfig,
     addr: SocketAddr,
+    shared_tickets: bool,
     errs: &mut ConfigErrors,
 ) -> Listener {
     let at = |key: &str| format!("listeners[{}].{key}", l.position);
     let before = errs.len();
     let tls = l.tls.as_ref().and_then(|t| {
-        let built = crate::tls::listener::ListenerTls::build(t, &at("tls"), errs)?;
+        let built = crate::tls::listener::ListenerTls::build(t, &at("tls"), shared_tickets, errs)?;
         // Build the acceptor once now, so that anything OpenSSL refuses is a
         // config error rather than a failure at start-up.
         match built.settings() {
@@ -438,9 +455,27 @@ fn process_settings(s: &config::ServerSection, errs: &mut ConfigErrors) -> Proce
     if s.pid_file == s.upgrade_sock {
         errs.push("server.upgrade_sock", "must differ from server.pid_file");
     }
+    let t = &s.session_tickets;
+    let rotate = crate::config::units::parse_positive_duration(&t.rotate)
+        .map_err(|e| errs.push("server.session_tickets.rotate", e))
+        .ok();
+    if rotate.is_some_and(|r| r < std::time::Duration::from_secs(1)) {
+        errs.push("server.session_tickets.rotate", "at least 1s");
+    }
+    let tickets = rotate.filter(|_| t.shared).map(|rotate| {
+        let path = t
+            .file
+            .clone()
+            .unwrap_or_else(|| format!("{}.tickets", s.upgrade_sock));
+        crate::tls::tickets::TicketKeys {
+            path: path.into(),
+            rotate,
+        }
+    });
     ProcessSettings {
         threads: threads.max(1),
         section: s.clone(),
+        tickets,
     }
 }
 

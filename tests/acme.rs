@@ -305,6 +305,14 @@ fn http01_obtains_a_certificate_and_a_restart_reuses_it() {
                     .as_secs()
                     + 86_400) as f64
         );
+        // The status page lists it: names, issuer, source, expiry.
+        let page = request(p.admin_addr(), "GET", "/status", &[], b"").unwrap();
+        let page = String::from_utf8_lossy(&page.body).into_owned();
+        let row = page
+            .split("<tr>")
+            .find(|r| r.contains(NAME) && r.contains("<td>acme</td>"))
+            .unwrap_or_else(|| panic!("no ACME certificate row:\n{page}"));
+        assert!(row.contains("Pebble Intermediate"), "{row}");
         assert!(
             pebble.log().contains("acme-challenge"),
             "pebble validated over HTTP"
@@ -413,6 +421,11 @@ fn ca_down_at_start_serves_a_stand_in_and_retries_until_it_is_back() {
         cert.subject_name().to_der().unwrap(),
         cert.issuer_name().to_der().unwrap(),
         "self-signed"
+    );
+    let page = request(p.admin_addr(), "GET", "/status", &[], b"").unwrap();
+    assert!(
+        String::from_utf8_lossy(&page.body).contains("<td>stand-in</td>"),
+        "the status page says the stand-in is served"
     );
     wait_until(Duration::from_secs(10), "failed attempts counted", || {
         metric(

@@ -93,6 +93,43 @@ pub(crate) struct Overview {
     pub cache: Option<CacheView>,
     /// Recent supervisor events (starts, reloads), oldest first.
     pub reloads: Vec<String>,
+    /// Certificates the TLS listeners serve.
+    pub certificates: Vec<CertView>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct CertView {
+    pub listener: String,
+    pub names: Vec<String>,
+    pub issuer: String,
+    /// `file`, `acme`, or `stand-in` (self-signed until ACME delivers).
+    pub source: &'static str,
+    /// notAfter, as OpenSSL prints it.
+    pub expires: String,
+    pub expires_in_seconds: i64,
+    /// An OCSP response is stapled to handshakes for it.
+    pub ocsp_stapled: bool,
+}
+
+fn certificates(snap: &Snapshot) -> Vec<CertView> {
+    let now = crate::tls::certs::unix_now();
+    let mut out = Vec::new();
+    for l in &snap.connections.listeners {
+        let Some(tls) = &l.tls else { continue };
+        for (cert, source) in tls.certificates() {
+            let leaf = &cert.chain[0];
+            out.push(CertView {
+                listener: l.addr.to_string(),
+                names: cert.names.clone(),
+                issuer: crate::tls::certs::name_line(leaf.issuer_name()),
+                source,
+                expires: leaf.not_after().to_string(),
+                expires_in_seconds: crate::tls::certs::unix_time(leaf.not_after()) - now,
+                ocsp_stapled: crate::tls::ocsp::is_stapled(&cert),
+            });
+        }
+    }
+    out
 }
 
 #[derive(Serialize)]
@@ -228,5 +265,6 @@ pub(crate) fn gather(snap: &Snapshot) -> Overview {
         pools,
         cache,
         reloads,
+        certificates: certificates(snap),
     }
 }

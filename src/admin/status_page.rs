@@ -121,6 +121,9 @@ pub(super) fn render(snap: &Snapshot) -> String {
     if let Some(f) = &snap.edge.fleet {
         fleet(&mut h, f);
     }
+    if !o.certificates.is_empty() {
+        certificates(&mut h, &o);
+    }
     reloads(&mut h, &o);
     h.push_str(
         "<footer><a href=\"/metrics\">/metrics</a> · <a href=\"/readyz\">/readyz</a> · \
@@ -272,6 +275,30 @@ fn routes(h: &mut String, snap: &Snapshot) {
                 "off"
             },
             if r.compression { "on" } else { "off" },
+        );
+    }
+    h.push_str("</table></section>");
+}
+
+fn certificates(h: &mut String, o: &Overview) {
+    h.push_str(
+        "<section id=\"certificates\"><h2>Certificates</h2><table><tr><th>listener</th>\
+         <th>names</th><th>issuer</th><th>source</th><th>expires</th><th>OCSP</th></tr>",
+    );
+    for c in &o.certificates {
+        let left = c.expires_in_seconds;
+        let badge = if left < 14 * 86_400 { "b-warn" } else { "b-ok" };
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+             <td><span class=\"badge {badge}\">{}</span> in {}</td><td>{}</td></tr>",
+            esc(&c.listener),
+            esc(&c.names.join(", ")),
+            esc(&c.issuer),
+            c.source,
+            esc(&c.expires),
+            duration(left.max(0) as u64),
+            if c.ocsp_stapled { "stapled" } else { "-" },
         );
     }
     h.push_str("</table></section>");

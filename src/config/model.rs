@@ -34,6 +34,34 @@ pub struct ServerSection {
     /// This node's region: pools steered by region serve its clients from
     /// here first when `geo:` does not place them.
     pub region: Option<String>,
+    /// TLS session ticket keys shared by every generation of a reload.
+    pub session_tickets: SessionTicketsConfig,
+    /// Folder for OCSP responses kept between starts; default: the upgrade
+    /// socket's path + `.ocsp`.
+    pub ocsp_cache: Option<String>,
+}
+
+/// `server.session_tickets`: TLS session resumption that survives reloads.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionTicketsConfig {
+    /// Off: OpenSSL's own per-process keys (resumption ends at a reload).
+    pub shared: bool,
+    /// The key file; default: the upgrade socket's path + `.tickets`. Put it
+    /// on a shared volume to share resumption between fleet nodes.
+    pub file: Option<String>,
+    /// A new key every this long; the previous two are still accepted.
+    pub rotate: String,
+}
+
+impl Default for SessionTicketsConfig {
+    fn default() -> Self {
+        SessionTicketsConfig {
+            shared: true,
+            file: None,
+            rotate: "1h".into(),
+        }
+    }
 }
 
 impl Default for ServerSection {
@@ -51,6 +79,8 @@ impl Default for ServerSection {
             work_stealing: false,
             upstream_keepalive_pool_size: 128,
             region: None,
+            session_tickets: SessionTicketsConfig::default(),
+            ocsp_cache: None,
         }
     }
 }

@@ -220,8 +220,13 @@ fn names(cert: &X509) -> Vec<String> {
 /// A certificate's subject as `C=NL,O=Example,CN=alice`: its entries in
 /// certificate order, commas in values escaped, control characters dropped.
 pub(crate) fn subject_line(cert: &openssl::x509::X509Ref) -> String {
+    name_line(cert.subject_name())
+}
+
+/// A distinguished name as [`subject_line`] writes it.
+pub(crate) fn name_line(name: &openssl::x509::X509NameRef) -> String {
     let mut parts = Vec::new();
-    for entry in cert.subject_name().entries() {
+    for entry in name.entries() {
         let key = entry.object().nid().short_name().unwrap_or("?");
         let value = entry.data().to_string().unwrap_or_default();
         // Header-safe: no control characters, commas in values escaped.

@@ -31,6 +31,8 @@ DHE-RSA-CHACHA20-POLY1305";
 pub(crate) struct SniCerts {
     /// Obtained and renewed by ACME; served for its names once it exists.
     acme: Option<Arc<Managed>>,
+    /// `default` is the self-signed stand-in (no certificate files).
+    stand_in: bool,
     exact: HashMap<String, Arc<CertKey>>,
     /// `example.com` for a `*.example.com` certificate.
     wildcard: HashMap<String, Arc<CertKey>>,
@@ -89,12 +91,15 @@ pub struct ListenerTls {
     min_version: SslVersion,
     client_auth: ClientAuth,
     client_ca: Vec<X509>,
+    /// Session tickets under the keys every generation shares.
+    shared_tickets: bool,
 }
 
 impl ListenerTls {
     pub fn build(
         cfg: &ListenerTlsConfig,
         path: &str,
+        shared_tickets: bool,
         errs: &mut ConfigErrors,
     ) -> Option<ListenerTls> {
         let min_version = match cfg.min_version.as_str() {
@@ -184,6 +189,7 @@ impl ListenerTls {
         }
         Some(ListenerTls {
             certs: Arc::new(SniCerts {
+                stand_in: cfg.certificates.is_empty(),
                 acme,
                 exact,
                 wildcard,
@@ -192,12 +198,50 @@ impl ListenerTls {
             min_version,
             client_auth: cfg.client_auth,
             client_ca,
+            shared_tickets,
         })
     }
 
     /// The ACME certificate of this listener, if it has one.
     pub(crate) fn acme(&self) -> Option<&Arc<Managed>> {
         self.certs.acme.as_ref()
+    }
+
+    /// Every certificate this listener may serve now (files, and the ACME
+    /// certificate once obtained).
+    pub(crate) fn served(&self) -> Vec<Arc<CertKey>> {
+        let mut all: Vec<Arc<CertKey>> = std::iter::once(&self.certs.default)
+            .chain(self.certs.exact.values())
+            .chain(self.certs.wildcard.values())
+            .cloned()
+            .collect();
+        all.extend(self.acme().and_then(|m| m.current()));
+        all.sort_by_key(|c| Arc::as_ptr(c) as usize);
+        all.dedup_by_key(|c| Arc::as_ptr(c) as usize);
+        all
+    }
+
+    /// The certificates for the status page, with where each comes from:
+    /// `file`, `acme`, or `stand-in` (the self-signed one served until the
+    /// CA has issued).
+    pub(crate) fn certificates(&self) -> Vec<(Arc<CertKey>, &'static str)> {
+        let acme = self.acme().and_then(|m| m.current());
+        let mut out: Vec<(Arc<CertKey>, &'static str)> = Vec::new();
+        if let Some(a) = &acme {
+            out.push((a.clone(), "acme"));
+        }
+        for c in self.served() {
+            if acme.as_ref().is_some_and(|a| Arc::ptr_eq(a, &c)) {
+                continue;
+            }
+            let stand_in = self.certs.stand_in && Arc::ptr_eq(&c, &self.certs.default);
+            if stand_in && acme.is_some() {
+                // No longer served: the ACME certificate is the default now.
+                continue;
+            }
+            out.push((c, if stand_in { "stand-in" } else { "file" }));
+        }
+        out
     }
 
     /// Sets the expiry metric of the certificates this listener serves.
@@ -241,6 +285,10 @@ impl ListenerTls {
         tls.set_cipher_list(CIPHERS_TLS12)
             .map_err(|x| e("ciphers", x))?;
         tls.set_groups_list(GROUPS).map_err(|x| e("groups", x))?;
+        if self.shared_tickets {
+            super::tickets::install(&mut tls);
+        }
+        super::ocsp::install(&mut tls).map_err(|x| e("OCSP stapling", x))?;
         if self.client_auth != ClientAuth::Off {
             let mode = match self.client_auth {
                 ClientAuth::Required => SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT,

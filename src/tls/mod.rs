@@ -5,4 +5,6 @@
 pub(crate) mod acme;
 pub(crate) mod certs;
 pub(crate) mod listener;
+pub(crate) mod ocsp;
+pub(crate) mod tickets;
 pub(crate) mod upstream;
