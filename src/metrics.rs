@@ -152,6 +152,15 @@ pub(crate) static TLS_HANDSHAKES: LazyLock<IntCounter> = LazyLock::new(|| {
     .unwrap()
 });
 
+/// Of those, handshakes that resumed a session (ticket or session id).
+pub(crate) static TLS_RESUMED_HANDSHAKES: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "parapet_tls_resumed_handshakes_total",
+        "TLS handshakes completed by clients that resumed a session."
+    )
+    .unwrap()
+});
+
 /// When each served certificate expires (notAfter, Unix seconds), by DNS
 /// name and source (`file` or `acme`). Alert on `... - time() < 14 * 86400`.
 pub(crate) static TLS_CERTIFICATE_EXPIRY: LazyLock<GaugeVec> = LazyLock::new(|| {
@@ -573,6 +582,7 @@ pub(crate) fn init() {
     LazyLock::force(&DOWNSTREAM_CONNECTIONS_TOTAL);
     LazyLock::force(&TLS_HANDSHAKES);
     LazyLock::force(&TLS_CERTIFICATE_EXPIRY);
+    LazyLock::force(&TLS_RESUMED_HANDSHAKES);
     LazyLock::force(&ACME_ORDERS);
     LazyLock::force(&OCSP_FETCHES);
     LazyLock::force(&ADMIN_AUTH_FAILURES);

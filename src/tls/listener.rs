@@ -333,6 +333,9 @@ impl TlsAccept for Handshake {
         ssl: &TlsRef,
     ) -> Option<Arc<dyn Any + Send + Sync>> {
         metrics::TLS_HANDSHAKES.inc();
+        if ssl.session_reused() {
+            metrics::TLS_RESUMED_HANDSHAKES.inc();
+        }
         let client = ssl
             .peer_certificate()
             .filter(|_| ssl.verify_result() == openssl::x509::X509VerifyResult::OK)

@@ -28,10 +28,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// `SSL_CTRL_SET_TLSEXT_TICKET_KEY_CB` from OpenSSL's ssl.h (openssl-sys
-/// has the call but not the constant).
-const SET_TICKET_KEY_CB: c_int = 72;
-
 /// Periods kept before the current one.
 const KEEP_PAST: u64 = 2;
 
@@ -224,28 +220,68 @@ fn encrypting(keys: &[Key], current: u64) -> Option<&Key> {
     keys.iter().rev().find(|k| k.period <= current)
 }
 
+extern "C" {
+    /// OpenSSL 3's ticket key callback with an `EVP_MAC_CTX` (openssl-sys
+    /// does not declare it). The older `HMAC_CTX` form goes through
+    /// OpenSSL 3's compatibility layer, which fetched the cipher and digest
+    /// on every ticket: full handshakes measured 1.9k/s against 2.7k/s
+    /// without a callback (wrk, one core).
+    fn SSL_CTX_set_tlsext_ticket_key_evp_cb(
+        ctx: *mut openssl_sys::SSL_CTX,
+        cb: unsafe extern "C" fn(
+            *mut openssl_sys::SSL,
+            *mut c_uchar,
+            *mut c_uchar,
+            *mut openssl_sys::EVP_CIPHER_CTX,
+            *mut openssl_sys::EVP_MAC_CTX,
+            c_int,
+        ) -> c_int,
+    ) -> c_int;
+}
+
+/// AES-256-CBC, fetched once (as a pointer: `EVP_CIPHER` is shared,
+/// reference-counted and immutable once fetched).
+static CIPHER: LazyLock<usize> = LazyLock::new(|| {
+    // SAFETY: a NUL-terminated algorithm name; default library context.
+    unsafe {
+        openssl_sys::EVP_CIPHER_fetch(
+            std::ptr::null_mut(),
+            c"AES-256-CBC".as_ptr(),
+            std::ptr::null(),
+        ) as usize
+    }
+});
+
 /// Makes the acceptor encrypt and decrypt tickets with the shared keys.
 pub(crate) fn install(ctx: &mut SslContextBuilder) {
+    LazyLock::force(&CIPHER);
     // SAFETY: the callback has the signature OpenSSL documents for
-    // SSL_CTX_set_tlsext_ticket_key_cb; the context outlives nothing it
-    // points to (the keys are in a static).
+    // SSL_CTX_set_tlsext_ticket_key_evp_cb; the keys it reads are static.
     unsafe {
-        openssl_sys::SSL_CTX_callback_ctrl__fixed_rust(
-            ctx.as_ptr(),
-            SET_TICKET_KEY_CB,
-            Some(std::mem::transmute::<
-                unsafe extern "C" fn(
-                    *mut openssl_sys::SSL,
-                    *mut c_uchar,
-                    *mut c_uchar,
-                    *mut openssl_sys::EVP_CIPHER_CTX,
-                    *mut openssl_sys::HMAC_CTX,
-                    c_int,
-                ) -> c_int,
-                unsafe extern "C" fn(),
-            >(ticket_key_cb)),
-        );
+        SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx.as_ptr(), ticket_key_cb);
     }
+}
+
+/// Keys the MAC context: HMAC-SHA256 with `key`.
+unsafe fn mac_init(mac: *mut openssl_sys::EVP_MAC_CTX, key: &[u8; 32]) -> bool {
+    let params = [
+        openssl_sys::OSSL_PARAM {
+            key: c"digest".as_ptr(),
+            data_type: 4, // OSSL_PARAM_UTF8_STRING
+            data: c"SHA256".as_ptr() as *mut std::ffi::c_void,
+            data_size: 6,
+            return_size: usize::MAX, // OSSL_PARAM_UNMODIFIED
+        },
+        openssl_sys::OSSL_PARAM {
+            key: std::ptr::null(),
+            data_type: 0,
+            data: std::ptr::null_mut(),
+            data_size: 0,
+            return_size: 0,
+        },
+    ];
+    // SAFETY: a MAC context from OpenSSL, a 32-byte key, terminated params.
+    unsafe { openssl_sys::EVP_MAC_init(mac, key.as_ptr(), key.len(), params.as_ptr()) == 1 }
 }
 
 /// OpenSSL's ticket key callback: `enc == 1` to encrypt a new ticket (name
@@ -257,13 +293,17 @@ unsafe extern "C" fn ticket_key_cb(
     name: *mut c_uchar,
     iv: *mut c_uchar,
     cipher: *mut openssl_sys::EVP_CIPHER_CTX,
-    hmac: *mut openssl_sys::HMAC_CTX,
+    mac: *mut openssl_sys::EVP_MAC_CTX,
     enc: c_int,
 ) -> c_int {
     let keys = KEYS.read().unwrap_or_else(|e| e.into_inner()).clone();
     let Some(period_secs) = TICKET_PERIOD.get() else {
         return -1;
     };
+    let aes = *CIPHER as *const openssl_sys::EVP_CIPHER;
+    if aes.is_null() {
+        return -1;
+    }
     let current = now_secs() / period_secs.max(&1);
     let newest = encrypting(&keys, current);
     // SAFETY (all below): pointers from OpenSSL; name is 16 bytes, iv has
@@ -277,42 +317,34 @@ unsafe extern "C" fn ticket_key_cb(
             std::ptr::copy_nonoverlapping(k.name.as_ptr(), name, 16);
             let ok = openssl_sys::EVP_EncryptInit_ex(
                 cipher,
-                openssl_sys::EVP_aes_256_cbc(),
+                aes,
                 std::ptr::null_mut(),
                 k.aes.as_ptr(),
                 iv,
             ) == 1
-                && openssl_sys::HMAC_Init_ex(
-                    hmac,
-                    k.hmac.as_ptr().cast(),
-                    32,
-                    openssl_sys::EVP_sha256(),
-                    std::ptr::null_mut(),
-                ) == 1;
+                && mac_init(mac, &k.hmac);
             return if ok { 1 } else { -1 };
         }
         let wanted = std::slice::from_raw_parts(name, 16);
         let Some(k) = keys.iter().find(|k| k.name == wanted) else {
             return 0;
         };
-        let ok = openssl_sys::HMAC_Init_ex(
-            hmac,
-            k.hmac.as_ptr().cast(),
-            32,
-            openssl_sys::EVP_sha256(),
-            std::ptr::null_mut(),
-        ) == 1
+        let ok = mac_init(mac, &k.hmac)
             && openssl_sys::EVP_DecryptInit_ex(
                 cipher,
-                openssl_sys::EVP_aes_256_cbc(),
+                aes,
                 std::ptr::null_mut(),
                 k.aes.as_ptr(),
                 iv,
             ) == 1;
-        match (ok, newest) {
-            (false, _) => -1,
-            (true, Some(n)) if n.name == k.name => 1,
-            (true, _) => 2,
+        // 2 ("renew") even for the current key: OpenSSL 3 sends TLS 1.3
+        // tickets on a resumed handshake only when the callback asks for
+        // renewal, and a client that resumes without a new ticket in hand
+        // does a full handshake next time (wrk: every other connection).
+        if ok {
+            2
+        } else {
+            -1
         }
     }
 }
