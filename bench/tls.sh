@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # TLS benchmark: Parapet next to nginx with the same certificate, in one run.
 #
-#   handshake  new TLS connection per request (wrk, Connection: close):
-#              req/s = full handshakes/s
-#   full       `openssl s_time -new`: full handshakes/s, one client
-#   resumed    `openssl s_time -reuse`: resumed (session ticket) handshakes/s
+#   handshake  new TLS connection per request (wrk, Connection: close);
+#              wrk keeps each connection's session, so after the first these
+#              are resumed handshakes (plus one request each)
+#   full       `openssl s_time -new`: full handshakes/s, one client process
+#   resumed    `openssl s_time -reuse`: resumed (session ticket) handshakes/s;
+#              both s_time figures are bound by the one client on 2 cores
 #   h2_hit     HTTP/2 over TLS (ALPN), 1 KiB cache hits (h2load)
 #
 # Then, Parapet alone under its supervisor: the share of sessions taken
