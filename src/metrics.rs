@@ -183,6 +183,17 @@ pub(crate) static ACME_ORDERS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .unwrap()
 });
 
+/// Questions to the CA about when to renew (RFC 9773), by result:
+/// `window` (answered), `unsupported` (the directory offers none), `failed`.
+pub(crate) static ACME_RENEWAL_INFO: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "parapet_acme_renewal_info_total",
+        "ACME renewal information requests (RFC 9773) by result (window, unsupported, failed).",
+        &["result"]
+    )
+    .unwrap()
+});
+
 /// OCSP responses fetched for stapling, by result (`ok`, `failed`).
 pub(crate) static OCSP_FETCHES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
@@ -584,6 +595,7 @@ pub(crate) fn init() {
     LazyLock::force(&TLS_CERTIFICATE_EXPIRY);
     LazyLock::force(&TLS_RESUMED_HANDSHAKES);
     LazyLock::force(&ACME_ORDERS);
+    LazyLock::force(&ACME_RENEWAL_INFO);
     LazyLock::force(&OCSP_FETCHES);
     LazyLock::force(&ADMIN_AUTH_FAILURES);
     LazyLock::force(&TLS_HANDSHAKE_FAILURES);

@@ -5,8 +5,8 @@
 use super::{challenge, store, Settings};
 use crate::config::AcmeChallenge;
 use instant_acme::{
-    Account, AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, NewAccount,
-    NewOrder, OrderStatus, RetryPolicy,
+    Account, AccountCredentials, AuthorizationStatus, CertificateIdentifier, ChallengeType,
+    Identifier, NewAccount, NewOrder, OrderStatus, RetryPolicy,
 };
 use openssl::ec::{EcGroup, EcKey};
 use openssl::hash::MessageDigest;
@@ -14,7 +14,7 @@ use openssl::nid::Nid;
 use openssl::pkey::PKey;
 use openssl::stack::Stack;
 use openssl::x509::extension::SubjectAlternativeName;
-use openssl::x509::{X509NameBuilder, X509Req};
+use openssl::x509::{X509NameBuilder, X509Ref, X509Req};
 use std::time::Duration;
 
 /// A chain and its key, PEM.
@@ -94,12 +94,79 @@ impl Published {
     }
 }
 
-/// Orders a certificate for every configured name.
-pub(super) async fn order(s: &Settings) -> Result<Issued, String> {
+/// The CA's suggested renewal window for one certificate (RFC 9773), in
+/// unix seconds, and how long the CA asks clients to wait before asking
+/// again.
+pub(super) struct Window {
+    pub start: i64,
+    pub end: i64,
+    pub ask_again: Duration,
+}
+
+/// Asks the CA when `leaf` should be renewed. `Ok(None)`: the CA's
+/// directory offers no renewal information.
+pub(super) async fn renewal_window(s: &Settings, leaf: &X509Ref) -> Result<Option<Window>, String> {
+    let id = certificate_id(leaf)?;
+    let account = account(s).await?;
+    match account.renewal_info(&id).await {
+        Ok((info, ask_again)) => Ok(Some(Window {
+            start: info.suggested_window.start.unix_timestamp(),
+            end: info.suggested_window.end.unix_timestamp(),
+            ask_again,
+        })),
+        Err(instant_acme::Error::Unsupported(_)) => Ok(None),
+        Err(e) => Err(format!("renewal information: {e}")),
+    }
+}
+
+/// RFC 9773 §4.1: base64url(AKI keyIdentifier) "." base64url(serial), the
+/// serial as its DER INTEGER content octets (a leading zero when the top
+/// bit is set).
+pub(super) fn certificate_id(leaf: &X509Ref) -> Result<CertificateIdentifier<'static>, String> {
+    let aki = leaf
+        .authority_key_id()
+        .ok_or("the certificate has no Authority Key Identifier")?;
+    let mut serial = leaf
+        .serial_number()
+        .to_bn()
+        .map_err(|e| format!("serial: {e}"))?
+        .to_vec();
+    if serial.first().is_none_or(|b| b & 0x80 != 0) {
+        serial.insert(0, 0);
+    }
+    Ok(CertificateIdentifier {
+        authority_key_identifier: base64url(aki.as_slice()).into(),
+        serial: base64url(&serial).into(),
+    })
+}
+
+fn base64url(bytes: &[u8]) -> String {
+    openssl::base64::encode_block(bytes)
+        .trim_end_matches('=')
+        .chars()
+        .map(|c| match c {
+            '+' => '-',
+            '/' => '_',
+            c => c,
+        })
+        .collect()
+}
+
+/// Orders a certificate for every configured name; `replaces` names the
+/// certificate it succeeds (RFC 9773 §5), for a CA that offers renewal
+/// information.
+pub(super) async fn order(
+    s: &Settings,
+    replaces: Option<CertificateIdentifier<'static>>,
+) -> Result<Issued, String> {
     let account = account(s).await?;
     let ids: Vec<Identifier> = s.domains.iter().cloned().map(Identifier::Dns).collect();
+    let mut new_order = NewOrder::new(&ids);
+    if let Some(id) = replaces {
+        new_order = new_order.replaces(id);
+    }
     let mut order = account
-        .new_order(&NewOrder::new(&ids))
+        .new_order(&new_order)
         .await
         .map_err(err("new order"))?;
     let mut published = Published::default();
@@ -170,4 +237,57 @@ fn csr(names: &[String]) -> Result<(Vec<u8>, Vec<u8>), openssl::error::ErrorStac
     req.add_extensions(&exts)?;
     req.sign(&key, MessageDigest::sha256())?;
     Ok((req.build().to_der()?, key.private_key_to_pem_pkcs8()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64url_has_no_padding_and_the_url_alphabet() {
+        assert_eq!(base64url(&[0xfb, 0xff]), "-_8");
+        assert_eq!(base64url(b"a"), "YQ");
+    }
+
+    /// RFC 9773 §4.1's example: AKI 69:88:5B:6B:87:46:40:41:E1:B3:7B:84:7B:A0:AE:2C:DE:01:C8:D4,
+    /// serial 00:87:65:43:21 → "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE".
+    #[test]
+    fn certificate_id_matches_the_rfc_example() {
+        let key = PKey::from_ec_key(
+            EcKey::generate(&EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap()).unwrap(),
+        )
+        .unwrap();
+        let mut b = openssl::x509::X509Builder::new().unwrap();
+        b.set_version(2).unwrap();
+        let serial = openssl::bn::BigNum::from_hex_str("87654321").unwrap();
+        b.set_serial_number(&serial.to_asn1_integer().unwrap())
+            .unwrap();
+        b.set_pubkey(&key).unwrap();
+        b.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap())
+            .unwrap();
+        b.set_not_after(&openssl::asn1::Asn1Time::days_from_now(1).unwrap())
+            .unwrap();
+        let aki = "69:88:5B:6B:87:46:40:41:E1:B3:7B:84:7B:A0:AE:2C:DE:01:C8:D4";
+        let ext = openssl::x509::X509Extension::new_from_der(
+            &openssl::asn1::Asn1Object::from_str("2.5.29.35").unwrap(),
+            false,
+            &openssl::asn1::Asn1OctetString::new_from_bytes(&aki_der(aki)).unwrap(),
+        )
+        .unwrap();
+        b.append_extension(ext).unwrap();
+        b.sign(&key, MessageDigest::sha256()).unwrap();
+        let id = certificate_id(&b.build()).unwrap();
+        assert_eq!(id.to_string(), "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE");
+    }
+
+    /// AuthorityKeyIdentifier ::= SEQUENCE { [0] keyIdentifier }, DER.
+    fn aki_der(hex: &str) -> Vec<u8> {
+        let id: Vec<u8> = hex
+            .split(':')
+            .map(|h| u8::from_str_radix(h, 16).unwrap())
+            .collect();
+        let mut v = vec![0x30, id.len() as u8 + 2, 0x80, id.len() as u8];
+        v.extend(id);
+        v
+    }
 }
