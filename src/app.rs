@@ -64,6 +64,7 @@ pub(crate) fn build(opt: Opt, snap: Snapshot) -> Server {
             caps: snap.connections.caps.clone(),
             reputation: snap.edge.reputation.clone(),
             hold_cleanup: snap.process.grace_period(),
+            rehome: snap.process.runtimes() > 1,
         };
         let mut service = Service::new(name.to_string(), app);
         for l in addrs {

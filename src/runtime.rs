@@ -79,6 +79,16 @@ impl ProcessSettings {
             .into()
     }
 
+    /// How many single-threaded runtimes Pingora runs per service (1 with
+    /// work stealing: one multi-threaded runtime shares one event loop).
+    pub(crate) fn runtimes(&self) -> usize {
+        if self.section.work_stealing {
+            1
+        } else {
+            self.threads
+        }
+    }
+
     /// The handoff socket shared by the generations of a reload.
     pub(crate) fn upgrade_sock(&self) -> &str {
         &self.section.upgrade_sock

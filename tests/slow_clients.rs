@@ -115,6 +115,11 @@ fn connections_over_the_per_ip_cap_are_closed_at_once() {
         &o.address(),
         "routes:\n  - upstream: o\nlimits:\n  max_connections_per_ip: 5\n",
     );
+    // /readyz answered once a probe connection reached the listener; that
+    // connection holds a slot of 127.0.0.1 until the proxy reads its close.
+    wait_until(Duration::from_secs(5), "the readiness probe closed", || {
+        metric(&p.metrics(), "parapet_downstream_connections_active", "") == Some(0.0)
+    });
     let held: Vec<Client> = (0..5).map(|_| Client::connect(p.addr())).collect();
     // The held connections are open (and accepted) once each has been served.
     let mut held = held;

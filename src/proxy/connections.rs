@@ -24,6 +24,9 @@ pub(crate) struct CountConnections<A> {
     /// grace period (`server.grace_period_seconds`), which Pingora waits
     /// anyway before it tears the runtimes down.
     pub hold_cleanup: std::time::Duration,
+    /// Register each plain TCP connection with the runtime that serves it
+    /// ([`super::rehome`]): several single-threaded runtimes.
+    pub rehome: bool,
 }
 
 /// An admitted connection: counted, holding its cap slots. The slots are
@@ -83,6 +86,11 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for CountConnections<A> {
             }
         }
         let _open = Open::new(slots);
+        let stream = if self.rehome {
+            super::rehome::rehome(stream)
+        } else {
+            stream
+        };
         let on_slow = match (&self.reputation, peer_ip) {
             (Some(rep), Some(ip)) => Some((rep.clone(), ip)),
             _ => None,

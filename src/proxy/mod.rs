@@ -27,6 +27,7 @@ mod context;
 mod edge_response;
 mod fast_hit;
 mod fleet;
+mod rehome;
 mod response_date;
 mod write_coalesce;
 
