@@ -34,6 +34,7 @@
 
 pub(crate) mod access_log;
 pub(crate) mod admin;
+pub mod allocator;
 pub(crate) mod app;
 pub(crate) mod behaviour;
 pub mod cache;

@@ -1,7 +1,7 @@
 //! `parapet`: the command line is [`parapet::cli`]; here only the allocator.
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: parapet::allocator::Allocator = parapet::allocator::Allocator;
 
 fn main() {
     std::process::exit(parapet::cli::main())
