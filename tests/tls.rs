@@ -126,7 +126,8 @@ fn sni_picks_the_certificate_old_versions_are_refused_and_h2_is_negotiated() {
         alpn: vec![b"h2", b"http/1.1"],
         ..verified.clone().sni("a.test")
     };
-    let (status, echo) = h2_get_over_tls(tls_addr, &h2, "a.test", "/over-h2");
+    let (status, echo) = support::pki::h2_get(tls_addr, &h2, "a.test", "/over-h2");
+    let echo = String::from_utf8_lossy(&echo).into_owned();
     assert_eq!(status, 200);
     let echo = parse_echo(&echo);
     assert_eq!(echo.path, "/over-h2");
@@ -135,40 +136,6 @@ fn sni_picks_the_certificate_old_versions_are_refused_and_h2_is_negotiated() {
 }
 
 /// GET over h2 on TLS (ALPN must pick h2). Returns status and body.
-fn h2_get_over_tls(addr: SocketAddr, client: &TlsClient, host: &str, path: &str) -> (u16, String) {
-    let connector = client.connector();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let host = host.to_string();
-    let path = path.to_string();
-    rt.block_on(async move {
-        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let ssl = connector.configure().unwrap().into_ssl(&host).unwrap();
-        let mut tls = tokio_openssl::SslStream::new(ssl, tcp).unwrap();
-        std::pin::Pin::new(&mut tls).connect().await.unwrap();
-        assert_eq!(
-            tls.ssl().selected_alpn_protocol(),
-            Some(&b"h2"[..]),
-            "ALPN must select h2"
-        );
-        let (client, conn) = h2::client::handshake(tls).await.unwrap();
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        let mut client = client.ready().await.unwrap();
-        let req = http::Request::get(format!("https://{host}{path}"))
-            .body(())
-            .unwrap();
-        let (resp, _) = client.send_request(req, true).unwrap();
-        let resp = resp.await.unwrap();
-        let status = resp.status().as_u16();
-        let out = h2_body(&mut resp.into_body()).await;
-        (status, String::from_utf8_lossy(&out).into_owned())
-    })
-}
-
 /// Sends a GET over a client that may be refused during or just after the
 /// handshake (TLS 1.3 reports a refused client certificate on first read).
 fn try_get(

@@ -70,6 +70,11 @@ impl ClientStream {
         limit: Duration,
         on_slow: Option<(Arc<crate::behaviour::Reputation>, std::net::IpAddr)>,
     ) -> Stream {
+        let writes = if inner.get_ssl().is_some() {
+            WriteCoalescer::records()
+        } else {
+            WriteCoalescer::default()
+        };
         Box::new(ClientStream {
             inner,
             limit,
@@ -79,7 +84,7 @@ impl ClientStream {
             tail: [0; 3],
             first: true,
             on_slow,
-            writes: WriteCoalescer::default(),
+            writes,
             date: DateSlot::default(),
         })
     }
@@ -229,8 +234,7 @@ impl AsyncWrite for ClientStream {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.as_mut().get_mut();
-        std::task::ready!(this.writes.poll_drain(&mut this.inner, cx))?;
-        let r = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        let r = this.writes.poll_write_vectored(&mut this.inner, cx, bufs);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) && self.state == State::Active {
             self.state = State::Idle;
         }

@@ -234,3 +234,50 @@ impl TlsClient {
         cfg.connect(&name, tcp).map_err(|e| e.to_string())
     }
 }
+
+/// One HTTP/2 GET over TLS (ALPN must pick h2) for `https://host{path}` on a
+/// fresh connection: the status and the body. Each of the head and the body
+/// must come within a deadline.
+pub fn h2_get(
+    addr: std::net::SocketAddr,
+    client: &TlsClient,
+    host: &str,
+    path: &str,
+) -> (u16, Vec<u8>) {
+    let connector = client.connector();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (host, path) = (host.to_string(), path.to_string());
+    rt.block_on(async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let ssl = connector.configure().unwrap().into_ssl(&host).unwrap();
+        let mut tls = tokio_openssl::SslStream::new(ssl, tcp).unwrap();
+        std::pin::Pin::new(&mut tls).connect().await.unwrap();
+        assert_eq!(
+            tls.ssl().selected_alpn_protocol(),
+            Some(&b"h2"[..]),
+            "ALPN must select h2"
+        );
+        let (client, conn) = h2::client::handshake(tls).await.unwrap();
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let mut client = client.ready().await.unwrap();
+        let req = http::Request::get(format!("https://{host}{path}"))
+            .body(())
+            .unwrap();
+        let (resp, _) = client.send_request(req, true).unwrap();
+        let resp = tokio::time::timeout(super::IO_TIMEOUT, resp)
+            .await
+            .expect("h2 response head in time")
+            .unwrap();
+        let status = resp.status().as_u16();
+        let body =
+            tokio::time::timeout(super::IO_TIMEOUT * 4, super::h2_body(&mut resp.into_body()))
+                .await
+                .expect("h2 body in time");
+        (status, body)
+    })
+}
