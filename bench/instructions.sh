@@ -18,19 +18,21 @@
 #   pass           Parapet, route without cache
 #   pass_nostore   Parapet, caching route, the origin answers no-store
 #   h2c_hit        Parapet, cache hit, cleartext HTTP/2 (h2load -m 1)
+#   h2tls_hit      Parapet, cache hit, HTTP/2 over TLS (h2load -m 1)
 #   naive_pass     naive Pingora proxy (no routing, headers, metrics, logs)
 #   nginx_pass     nginx proxy_pass, upstream keepalive
 #   nginx_hit      nginx proxy_cache hit
+#   nginx_h2tls_hit  nginx proxy_cache hit, HTTP/2 over TLS
 # Env: N[3000] WARM[200] SCENARIOS[all] NO_BUILD[0] PARAPET_BIN NAIVE_BIN
 #   ANNOTATE[0] KEEP[0] (1: keep the work dir)
 # Needs valgrind, python3; nginx (nginx-light) for nginx_*, h2load
-# (nghttp2-client) and curl for h2c_hit. A scenario whose tool is missing is
-# reported as skipped, not counted.
+# (nghttp2-client) and curl for h2c_hit and the h2tls scenarios; openssl.
+# A scenario whose tool is missing is reported as skipped, not counted.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-3000}
 WARM=${WARM:-200}
-SCENARIOS=${SCENARIOS:-"hit pass pass_nostore h2c_hit naive_pass nginx_pass nginx_hit"}
+SCENARIOS=${SCENARIOS:-"hit pass pass_nostore h2c_hit h2tls_hit naive_pass nginx_pass nginx_hit nginx_h2tls_hit"}
 BIN=${PARAPET_BIN:-target/release/parapet}
 NAIVE=${NAIVE_BIN:-target/release/examples/naive_proxy}
 command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)" >&2; exit 2; }
@@ -95,8 +97,12 @@ EOF
 
 ORIGIN=$(port)
 python3 "$W/origin.py" "$ORIGIN" & PIDS+=($!)
+# One ECDSA certificate for both TLS listeners (the same as bench/tls.sh).
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+  -subj /CN=bench.test -addext subjectAltName=DNS:bench.test,IP:127.0.0.1 \
+  -keyout "$W/key.pem" -out "$W/cert.pem" 2>/dev/null
 
-parapet_config() { # port cache(0/1) h2c(0/1)
+parapet_config() { # port cache(0/1) h2c(0/1) tls(0/1)
   cat <<EOF
 server:
   threads: 1
@@ -107,6 +113,7 @@ server:
 listeners:
   - address: 127.0.0.1:$1
 $([ "$3" = 1 ] && echo "    h2c: true")
+$([ "${4:-0}" = 1 ] && echo "    tls: {certificates: [{cert: $W/cert.pem, key: $W/key.pem}]}")
 upstreams:
   origin:
     backends:
@@ -117,7 +124,7 @@ $([ "$2" = 1 ] && echo "    cache: {enabled: true}")
 EOF
 }
 
-nginx_config() { # port
+nginx_config() { # port tls(0/1)
   cat <<EOF
 daemon off;
 master_process off;
@@ -136,7 +143,8 @@ http {
   proxy_cache_path $W/nginx-cache keys_zone=c:10m;
   upstream origin { server 127.0.0.1:$ORIGIN; keepalive 16; }
   server {
-    listen 127.0.0.1:$1;
+    listen 127.0.0.1:$1$([ "${2:-0}" = 1 ] && echo " ssl http2");
+$([ "${2:-0}" = 1 ] && echo "    ssl_certificate $W/cert.pem; ssl_certificate_key $W/key.pem;")
     location / {
       proxy_pass http://origin;
       proxy_http_version 1.1;
@@ -185,18 +193,26 @@ stop_vg() { # SIGINT: Pingora's and nginx's fast shutdown; callgrind writes its 
   wait "$VG_PID" 2>/dev/null || true
 }
 
+h2load_counted() { # url dir: N requests, one connection, one stream at a time, counted
+  callgrind_control -i on "$VG_PID" >/dev/null 2>&1
+  h2load -n "$N" -c 1 -m 1 "$1" >"$2/h2load.out"
+  callgrind_control -i off "$VG_PID" >/dev/null 2>&1
+  grep -q " 0 failed, 0 errored" "$2/h2load.out"
+}
+
 run() { # scenario -> echo "scenario instructions"  (or "scenario skipped: why")
   local sc=$1 p d path hit=""
   p=$(port); d="$W/$sc"
   case "$sc" in
-    hit | pass | pass_nostore | h2c_hit)
-      local cache=1 h2c=0
+    hit | pass | pass_nostore | h2c_hit | h2tls_hit)
+      local cache=1 h2c=0 tls=0
       [ "$sc" = pass ] && cache=0
       [ "$sc" = h2c_hit ] && h2c=1
-      if [ "$sc" = h2c_hit ] && ! command -v h2load >/dev/null; then echo "$sc skipped: no h2load"; return; fi
+      [ "$sc" = h2tls_hit ] && tls=1
+      if [[ $sc = h2* ]] && ! command -v h2load >/dev/null; then echo "$sc skipped: no h2load"; return; fi
       path=/1k; [ "$sc" = pass_nostore ] && path=/nostore
-      case "$sc" in hit | h2c_hit) hit='cache-status: *parapet; *hit' ;; esac
-      mkdir -p "$d"; parapet_config "$p" "$cache" "$h2c" >"$d.yaml"
+      case "$sc" in hit | h2*) hit='cache-status: *parapet; *hit' ;; esac
+      mkdir -p "$d"; parapet_config "$p" "$cache" "$h2c" "$tls" >"$d.yaml"
       RUST_LOG=warn,parapet::access=off start_vg "$d" "$BIN" -c "$d.yaml"
       ;;
     naive_pass)
@@ -204,14 +220,34 @@ run() { # scenario -> echo "scenario instructions"  (or "scenario skipped: why")
       path=/1k
       start_vg "$d" "$NAIVE" "127.0.0.1:$p" "127.0.0.1:$ORIGIN"
       ;;
-    nginx_pass | nginx_hit)
+    nginx_pass | nginx_hit | nginx_h2tls_hit)
       command -v nginx >/dev/null || { echo "$sc skipped: no nginx"; return; }
-      mkdir -p "$d"; nginx_config "$p" >"$d.conf"
-      path=/pass; [ "$sc" = nginx_hit ] && { path=/1k; hit='cache-status: *hit'; }
+      local tls=0; [ "$sc" = nginx_h2tls_hit ] && tls=1
+      if [ $tls = 1 ] && ! command -v h2load >/dev/null; then echo "$sc skipped: no h2load"; return; fi
+      mkdir -p "$d"; nginx_config "$p" "$tls" >"$d.conf"
+      path=/pass; [[ $sc = *hit ]] && { path=/1k; hit='cache-status: *hit'; }
       start_vg "$d" nginx -e "$W/nginx-error.log" -c "$d.conf"
       ;;
     *) echo "unknown scenario $sc" >&2; exit 2 ;;
   esac
+  if [[ $sc = *h2tls* ]]; then
+    # TLS: readiness and warm-up over HTTP/2 (the fill, then WARM hits),
+    # then N hits on one new connection; its one handshake is counted,
+    # spread over the N requests (a few hundred instructions each at N=3000).
+    local url="https://127.0.0.1:$p$path"
+    for _ in $(seq 300); do
+      curl -sk --http2 -o /dev/null "$url" 2>/dev/null && break
+      kill -0 "$VG_PID" 2>/dev/null || break
+      sleep 0.1 # polling for readiness with a deadline (30 s under valgrind)
+    done
+    h2load -n "$WARM" -c 1 -m 1 "$url" >/dev/null
+    curl -sk --http2 -o /dev/null -D - "$url" | grep -Eqi "$hit" \
+      || { stop_vg; echo "$sc failed: not a hit over TLS"; return; }
+    h2load_counted "$url" "$d" || { stop_vg; echo "$sc failed: $(grep requests: "$d/h2load.out")"; return; }
+    stop_vg
+    echo "$sc $(($(total_of "$d") / N))"
+    return
+  fi
   # The first request fills the cache (a miss); the hit check applies after it.
   wait_ready "$p" "$path" "" || { echo "$sc failed to start: $(tail -3 "$d/log")" >&2; stop_vg; echo "$sc failed"; return; }
   python3 "$W/client.py" "$WARM" "$p" "$path" "$hit" || { stop_vg; echo "$sc failed"; return; }
@@ -220,10 +256,7 @@ run() { # scenario -> echo "scenario instructions"  (or "scenario skipped: why")
     h2load -n "$WARM" -c 1 -m 1 "http://127.0.0.1:$p$path" >/dev/null
     curl -s --http2-prior-knowledge -o /dev/null -D - "http://127.0.0.1:$p$path" | grep -Eqi "$hit" \
       || { stop_vg; echo "$sc failed: h2c not a hit"; return; }
-    callgrind_control -i on "$VG_PID" >/dev/null 2>&1
-    h2load -n "$N" -c 1 -m 1 "http://127.0.0.1:$p$path" >"$d/h2load.out"
-    callgrind_control -i off "$VG_PID" >/dev/null 2>&1
-    grep -q " 0 failed, 0 errored" "$d/h2load.out" || { stop_vg; echo "$sc failed: $(grep requests: "$d/h2load.out")"; return; }
+    h2load_counted "http://127.0.0.1:$p$path" "$d" || { stop_vg; echo "$sc failed: $(grep requests: "$d/h2load.out")"; return; }
   else
     callgrind_control -i on "$VG_PID" >/dev/null 2>&1
     python3 "$W/client.py" "$N" "$p" "$path" "$hit" || { stop_vg; echo "$sc failed"; return; }
@@ -256,7 +289,7 @@ awk '
       if (x !~ /^[0-9]+$/) { printf "| %s | %s | | |\n", s, x; continue }
       np = (v["naive_pass"] ~ /^[0-9]+$/ && s ~ /^pass/) ? sprintf("%+d", x - v["naive_pass"]) : ""
       # h2c has no nginx anchor here (nginx-light: no HTTP/2 without TLS in this config)
-      peer = (s ~ /hit/) ? "nginx_hit" : "nginx_pass"
+      peer = (s ~ /h2tls/) ? "nginx_h2tls_hit" : (s ~ /hit/) ? "nginx_hit" : "nginx_pass"
       ng = (v[peer] ~ /^[0-9]+$/ && s !~ /^nginx/ && s !~ /^h2c/) ? sprintf("%.2fx", x / v[peer]) : ""
       printf "| %s | %d | %s | %s |\n", s, x, np, ng
     }
