@@ -135,7 +135,6 @@ fn sni_picks_the_certificate_old_versions_are_refused_and_h2_is_negotiated() {
     assert!(p.metrics().contains("parapet_tls_handshakes_total"));
 }
 
-/// GET over h2 on TLS (ALPN must pick h2). Returns status and body.
 /// Sends a GET over a client that may be refused during or just after the
 /// handshake (TLS 1.3 reports a refused client certificate on first read).
 fn try_get(
