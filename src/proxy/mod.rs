@@ -127,21 +127,17 @@ impl Edge {
 
 #[async_trait]
 impl ProxyHttp for Edge {
-    type CTX = RequestCtx;
+    type CTX = Box<RequestCtx>;
 
-    fn new_ctx(&self) -> RequestCtx {
-        RequestCtx::new()
+    fn new_ctx(&self) -> Box<RequestCtx> {
+        Box::new(RequestCtx::new())
     }
 
     /// Pipelined HTTP/1 requests are answered in order (RFC 9112 §9.3.2;
     /// Pingora's default closes the connection after the first and drops
     /// the rest). Compression negotiates before Pingora's module reads the
     /// request.
-    async fn early_request_filter(
-        &self,
-        session: &mut Session,
-        ctx: &mut RequestCtx,
-    ) -> Result<()> {
+    async fn early_request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<()> {
         session.as_downstream_mut().set_pipelining_enabled(true);
         if let Some(c) = &self.snap.edge.compression {
             compression::on_request(session, ctx, c)?;
@@ -151,7 +147,7 @@ impl ProxyHttp for Edge {
 
     /// Identifies the client and the request, then routes it. Answers 404 itself
     /// when no route matches. While draining, asks for the connection to close.
-    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
         let fleet_arrival = client::identify(&self.snap, session, ctx)?;
         if acme_challenge::answer(session, ctx).await? {
             return Ok(true);
@@ -258,7 +254,7 @@ impl ProxyHttp for Edge {
         _session: &mut Session,
         body: &mut Option<bytes::Bytes>,
         _end_of_stream: bool,
-        ctx: &mut RequestCtx,
+        ctx: &mut Self::CTX,
     ) -> Result<()> {
         if let Some(b) = body {
             ctx.body_bytes += b.len() as u64;
@@ -277,7 +273,7 @@ impl ProxyHttp for Edge {
 
     /// Caching routes use the cache for GET/HEAD; see [`caching::enable`].
     /// An upgrade (WebSocket) handshake never touches the cache.
-    fn request_cache_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+    fn request_cache_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<()> {
         if session.is_upgrade_req() {
             return Ok(());
         }
@@ -297,7 +293,7 @@ impl ProxyHttp for Edge {
     }
 
     /// Only called with the cache enabled, i.e. on a caching route.
-    fn cache_key_callback(&self, session: &Session, ctx: &mut RequestCtx) -> Result<CacheKey> {
+    fn cache_key_callback(&self, session: &Session, ctx: &mut Self::CTX) -> Result<CacheKey> {
         let (_, route) = self.caching(ctx).ok_or_else(|| {
             Error::explain(
                 ErrorType::InternalError,
@@ -316,7 +312,7 @@ impl ProxyHttp for Edge {
         meta: &CacheMeta,
         _hit_handler: &mut HitHandler,
         is_fresh: bool,
-        ctx: &mut RequestCtx,
+        ctx: &mut Self::CTX,
     ) -> Result<Option<ForcedFreshness>> {
         Ok(self
             .caching(ctx)
@@ -329,7 +325,7 @@ impl ProxyHttp for Edge {
         &self,
         session: &Session,
         resp: &ResponseHeader,
-        _ctx: &mut RequestCtx,
+        _ctx: &mut Self::CTX,
     ) -> Result<bool> {
         Ok(caching::not_modified(session.req_header(), resp))
     }
@@ -338,7 +334,7 @@ impl ProxyHttp for Edge {
     async fn proxy_upstream_filter(
         &self,
         session: &mut Session,
-        ctx: &mut RequestCtx,
+        ctx: &mut Self::CTX,
     ) -> Result<bool> {
         if self.caching(ctx).is_some() && caching::only_if_cached(session) {
             self.answer(session, ctx, 504).await?;
@@ -351,7 +347,7 @@ impl ProxyHttp for Edge {
         &self,
         session: &Session,
         resp: &ResponseHeader,
-        ctx: &mut RequestCtx,
+        ctx: &mut Self::CTX,
     ) -> Result<RespCacheable> {
         match self.caching(ctx) {
             Some((runtime, route)) => Ok(caching::response_cacheable(
@@ -366,7 +362,7 @@ impl ProxyHttp for Edge {
     fn cache_vary_filter(
         &self,
         meta: &CacheMeta,
-        _ctx: &mut RequestCtx,
+        _ctx: &mut Self::CTX,
         req: &RequestHeader,
     ) -> Option<HashBinary> {
         caching::vary(meta, req)
@@ -375,7 +371,7 @@ impl ProxyHttp for Edge {
     fn should_serve_stale(
         &self,
         _session: &mut Session,
-        _ctx: &mut RequestCtx,
+        _ctx: &mut Self::CTX,
         error: Option<&Error>,
     ) -> bool {
         caching::serve_stale(error)
@@ -387,7 +383,7 @@ impl ProxyHttp for Edge {
     async fn upstream_peer(
         &self,
         session: &mut Session,
-        ctx: &mut RequestCtx,
+        ctx: &mut Self::CTX,
     ) -> Result<Box<HttpPeer>> {
         attempts::pick(&self.snap, session, ctx)
     }
@@ -398,7 +394,7 @@ impl ProxyHttp for Edge {
         &self,
         _session: &mut Session,
         _peer: &HttpPeer,
-        ctx: &mut RequestCtx,
+        ctx: &mut Self::CTX,
         e: Box<Error>,
     ) -> Box<Error> {
         attempts::failed_to_connect(&self.snap, ctx, e)
@@ -411,7 +407,7 @@ impl ProxyHttp for Edge {
         peer: &HttpPeer,
         session: &mut Session,
         e: Box<Error>,
-        ctx: &mut RequestCtx,
+        ctx: &mut Self::CTX,
         client_reused: bool,
     ) -> Box<Error> {
         attempts::failed_after_sending(&self.snap, peer, session, e, ctx, client_reused)
@@ -423,7 +419,7 @@ impl ProxyHttp for Edge {
         &self,
         session: &mut Session,
         upstream_request: &mut RequestHeader,
-        ctx: &mut RequestCtx,
+        ctx: &mut Self::CTX,
     ) -> Result<()> {
         ctx.cache.request_time = Some(std::time::SystemTime::now());
         let Some(route) = ctx.route.map(|i| self.snap.edge.router.get(i)) else {
@@ -471,7 +467,7 @@ impl ProxyHttp for Edge {
         &self,
         _session: &mut Session,
         upstream_response: &mut ResponseHeader,
-        ctx: &mut RequestCtx,
+        ctx: &mut Self::CTX,
     ) -> Result<()> {
         ctx.cache.response_time = Some(std::time::SystemTime::now());
         attempts::answered(&self.snap, ctx, upstream_response.status.as_u16());
@@ -506,7 +502,7 @@ impl ProxyHttp for Edge {
         &self,
         session: &mut Session,
         upstream_response: &mut ResponseHeader,
-        ctx: &mut RequestCtx,
+        ctx: &mut Self::CTX,
     ) -> Result<()> {
         let route = ctx.route.map(|i| self.snap.edge.router.get(i));
         if let Some(route) = route {
@@ -557,7 +553,7 @@ impl ProxyHttp for Edge {
         &self,
         session: &mut Session,
         e: &Error,
-        ctx: &mut RequestCtx,
+        ctx: &mut Self::CTX,
     ) -> FailToProxy {
         if let Some(sent) = session.response_written().map(|r| r.status) {
             if !sent.is_informational() || sent == http::StatusCode::SWITCHING_PROTOCOLS {
@@ -595,7 +591,7 @@ impl ProxyHttp for Edge {
     }
 
     /// Records metrics and writes the access log line.
-    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let elapsed = ctx.started.elapsed();
         let route = ctx.route.map(|i| self.snap.edge.router.get(i));
