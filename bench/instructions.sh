@@ -20,6 +20,8 @@
 #   h2c_hit        Parapet, cache hit, cleartext HTTP/2 (h2load -m 1)
 #   h2tls_hit      Parapet, cache hit, HTTP/2 over TLS (h2load -m 1)
 #   naive_pass     naive Pingora proxy (no routing, headers, metrics, logs)
+#   naive_timeouts_pass  the same with Parapet's default upstream timeouts
+#                  (Pingora arms timers for them; the bare proxy has none)
 #   nginx_pass     nginx proxy_pass, upstream keepalive
 #   nginx_hit      nginx proxy_cache hit
 #   nginx_h2tls_hit  nginx proxy_cache hit, HTTP/2 over TLS
@@ -32,7 +34,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-3000}
 WARM=${WARM:-200}
-SCENARIOS=${SCENARIOS:-"hit pass pass_nostore h2c_hit h2tls_hit naive_pass nginx_pass nginx_hit nginx_h2tls_hit"}
+SCENARIOS=${SCENARIOS:-"hit pass pass_nostore h2c_hit h2tls_hit naive_pass naive_timeouts_pass nginx_pass nginx_hit nginx_h2tls_hit"}
 BIN=${PARAPET_BIN:-target/release/parapet}
 NAIVE=${NAIVE_BIN:-target/release/examples/naive_proxy}
 command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)" >&2; exit 2; }
@@ -215,10 +217,11 @@ run() { # scenario -> echo "scenario instructions"  (or "scenario skipped: why")
       mkdir -p "$d"; parapet_config "$p" "$cache" "$h2c" "$tls" >"$d.yaml"
       RUST_LOG=warn,parapet::access=off start_vg "$d" "$BIN" -c "$d.yaml"
       ;;
-    naive_pass)
+    naive_pass | naive_timeouts_pass)
       [ -x "$NAIVE" ] || { echo "$sc skipped: no $NAIVE"; return; }
       path=/1k
-      start_vg "$d" "$NAIVE" "127.0.0.1:$p" "127.0.0.1:$ORIGIN"
+      local timeouts=0; [ "$sc" = naive_timeouts_pass ] && timeouts=1
+      NAIVE_TIMEOUTS=$timeouts start_vg "$d" "$NAIVE" "127.0.0.1:$p" "127.0.0.1:$ORIGIN"
       ;;
     nginx_pass | nginx_hit | nginx_h2tls_hit)
       command -v nginx >/dev/null || { echo "$sc skipped: no nginx"; return; }
@@ -282,15 +285,16 @@ echo
 awk '
   { v[$1] = $2; order[NR] = $1 }
   END {
-    print "| scenario | instructions/request | vs naive Pingora pass | vs nginx (same kind) |"
-    print "|---|--:|--:|--:|"
+    print "| scenario | instructions/request | vs naive Pingora pass | vs naive with timeouts | vs nginx (same kind) |"
+    print "|---|--:|--:|--:|--:|"
     for (i = 1; i <= NR; i++) {
       s = order[i]; x = v[s]
-      if (x !~ /^[0-9]+$/) { printf "| %s | %s | | |\n", s, x; continue }
+      if (x !~ /^[0-9]+$/) { printf "| %s | %s | | | |\n", s, x; continue }
       np = (v["naive_pass"] ~ /^[0-9]+$/ && s ~ /^pass/) ? sprintf("%+d", x - v["naive_pass"]) : ""
+      nt = (v["naive_timeouts_pass"] ~ /^[0-9]+$/ && s ~ /^pass/) ? sprintf("%+d", x - v["naive_timeouts_pass"]) : ""
       # h2c has no nginx anchor here (nginx-light: no HTTP/2 without TLS in this config)
       peer = (s ~ /h2tls/) ? "nginx_h2tls_hit" : (s ~ /hit/) ? "nginx_hit" : "nginx_pass"
       ng = (v[peer] ~ /^[0-9]+$/ && s !~ /^nginx/ && s !~ /^h2c/) ? sprintf("%.2fx", x / v[peer]) : ""
-      printf "| %s | %d | %s | %s |\n", s, x, np, ng
+      printf "| %s | %d | %s | %s | %s |\n", s, x, np, nt, ng
     }
   }' "$W/results"
