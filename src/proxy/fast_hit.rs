@@ -79,9 +79,13 @@ pub(super) async fn serve(
     let mut head = Box::new(hit.header);
     head.insert_header(header::AGE, hit.age.as_secs())?;
     head.set_version(Version::HTTP_11);
-    // The memory tier's hits can seek, so pingora-proxy runs the range
-    // filter: without a Range it only announces `Accept-Ranges: bytes`.
-    edge.range_header_filter(session, &mut head, ctx);
+    // The memory tier's hits can seek, so pingora-proxy runs its range
+    // filter, which for a GET without `Range` and a 200 with a valid
+    // `Content-Length` (both checked above) only announces ranges.
+    head.insert_header(
+        header::ACCEPT_RANGES,
+        header::HeaderValue::from_static("bytes"),
+    )?;
     ctx.cache.fast_hit = Some(hit.fresh_until);
     edge.response_filter(session, &mut head, ctx).await?;
     session.write_response_header(head, false).await?;
