@@ -85,18 +85,16 @@ pub fn check(req: &RequestHeader, raw_head: Option<&[u8]>) -> Result<(), Refusal
             return Err(Refusal::TransferEncoding);
         }
     }
-    let hosts: Vec<&[u8]> = req
-        .headers
-        .get_all(HOST)
-        .iter()
-        .map(|v| v.as_bytes())
-        .collect();
-    match hosts.len() {
-        0 if req.version == Version::HTTP_11 => return Err(Refusal::MissingHost),
-        0 | 1 => {}
-        _ => return Err(Refusal::DuplicateHost),
+    // Without collecting: every request has a Host, and this runs on each.
+    let mut hosts = req.headers.get_all(HOST).iter().map(|v| v.as_bytes());
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err(Refusal::DuplicateHost);
     }
-    if let (Some(authority), Some(host)) = (req.uri.authority(), hosts.first()) {
+    if host.is_none() && req.version == Version::HTTP_11 {
+        return Err(Refusal::MissingHost);
+    }
+    if let (Some(authority), Some(host)) = (req.uri.authority(), host) {
         if !authority
             .as_str()
             .as_bytes()
