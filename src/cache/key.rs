@@ -81,13 +81,16 @@ pub(crate) fn stored_url(scheme: &str, host: &str, port: u16, target: &str) -> S
 }
 
 /// The key for `primary` bytes, tagged with the URL it stands for (purges
-/// match on it). The primary hash is computed once here: pingora-cache asks
-/// for it again at every step (lookup, lock, predictor, eviction), and each
-/// ask would otherwise rerun blake2 over the key.
+/// match on it). The primary hash is computed once here and set as the key's
+/// override: pingora-cache asks for it again at every step (lookup, lock,
+/// predictor, eviction), and would otherwise hash the key with blake2b at
+/// each ask. BLAKE3 truncated to 128 bits, the width pingora-cache uses.
 pub fn with_url(primary: Vec<u8>, url: String) -> CacheKey {
-    use pingora::cache::key::CacheHashKey;
+    let mut hash = HashBinary::default();
+    let len = hash.len();
+    hash.copy_from_slice(&blake3::hash(&primary).as_bytes()[..len]);
     let mut key = CacheKey::new(primary, url);
-    key.set_primary_bin_override(key.primary_bin());
+    key.set_primary_bin_override(hash);
     key
 }
 
