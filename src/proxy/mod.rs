@@ -127,6 +127,10 @@ impl Edge {
 
 #[async_trait]
 impl ProxyHttp for Edge {
+    /// Boxed: Pingora moves every request's whole proxy future into a box,
+    /// and the context is in that future twice (argument and local of
+    /// `process_request`); a pointer there instead of 576 bytes cut ~1.8k
+    /// instructions per hit (bench/instructions.sh).
     type CTX = Box<RequestCtx>;
 
     fn new_ctx(&self) -> Box<RequestCtx> {
