@@ -120,8 +120,9 @@ impl Ca {
     }
 
     /// `openssl ocsp` answering on `port`; responses valid for one minute.
-    fn responder(&self, port: u16) -> Child {
-        let child = Command::new("openssl")
+    /// An error (what it said) if it exited before listening.
+    fn responder(&self, port: u16) -> Result<Child, String> {
+        let mut child = Command::new("openssl")
             .args([
                 "ocsp",
                 "-index",
@@ -146,12 +147,36 @@ impl Ca {
             .expect("openssl ocsp");
         // Not probed with a connection: OpenSSL 3.0's responder hangs on a
         // connection closed without a request. It says when it listens.
+        let said = || {
+            let read = |f: &str| std::fs::read_to_string(self.dir.join(f)).unwrap_or_default();
+            read("responder.log") + &read("responder.err")
+        };
+        let mut exited = false;
         wait_until(Duration::from_secs(10), "OCSP responder listening", || {
-            let said = |f: &str| std::fs::read_to_string(self.dir.join(f)).unwrap_or_default();
-            (said("responder.log") + &said("responder.err"))
-                .contains("waiting for OCSP client connections")
+            exited = matches!(child.try_wait(), Ok(Some(_)));
+            exited || said().contains("waiting for OCSP client connections")
         });
-        child
+        if exited && !said().contains("waiting for OCSP client connections") {
+            return Err(said());
+        }
+        Ok(child)
+    }
+
+    /// A CA whose responder listens. The port is chosen free and then
+    /// released before `openssl ocsp` binds it, so another test may take it
+    /// in between: then the responder exits, and a new port (and a CA
+    /// naming it) is tried.
+    fn with_responder() -> (Ca, Child) {
+        let mut said = Vec::new();
+        for _ in 0..3 {
+            let port = free_port();
+            let ca = Ca::new(port);
+            match ca.responder(port) {
+                Ok(child) => return (ca, child),
+                Err(e) => said.push(format!("port {port}: {e}")),
+            }
+        }
+        panic!("openssl ocsp never listened:\n{}", said.join("\n"));
     }
 }
 
@@ -191,9 +216,7 @@ fn responses_are_stapled_kept_through_an_outage_and_dropped_when_expired() {
     if external_tool(&["openssl"], "openssl").is_none() {
         return;
     }
-    let port = free_port();
-    let ca = Ca::new(port);
-    let mut responder = ca.responder(port);
+    let (ca, mut responder) = Ca::with_responder();
     let origin = Origin::start("o");
     let ports = Ports::new();
     let tls = free_addr();
