@@ -164,7 +164,7 @@ impl MemoryTier {
         let Some(old) = shard.get(&slot).cloned() else {
             return Ok(false);
         };
-        let header = meta.response_header().clone();
+        let header = super::head_room::with_room(meta.response_header());
         let weight = old.body.len() + internal.len() + header_weight(&header) + ENTRY_OVERHEAD;
         let new = Entry {
             id: old.id,
@@ -224,7 +224,7 @@ impl MemoryTier {
         tags: EntryTags,
     ) -> (u64, usize) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let header = meta.response_header().clone();
+        let header = super::head_room::with_room(meta.response_header());
         let weight = body.len() + internal.len() + header_weight(&header) + ENTRY_OVERHEAD;
         let entry = Arc::new(Entry {
             id,
@@ -353,7 +353,7 @@ impl Storage for MemoryTier {
         _trace: &SpanHandle,
     ) -> Result<MissHandler> {
         let (internal, _) = meta.serialize()?;
-        let header = meta.response_header().clone();
+        let header = super::head_room::with_room(meta.response_header());
         let expected_len = header
             .headers
             .get(http::header::CONTENT_LENGTH)

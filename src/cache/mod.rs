@@ -15,6 +15,7 @@
 
 pub mod directives;
 mod disk;
+mod head_room;
 pub(crate) mod http_date;
 pub mod key;
 mod memory;
