@@ -383,15 +383,23 @@ pub(crate) fn request_host(req: &pingora::http::RequestHeader) -> &str {
     strip_port(raw)
 }
 
+/// The host of an authority: no userinfo (after the last `@`), no port, no
+/// trailing dot; an IPv6 literal keeps its brackets. One pass over the
+/// bytes: this runs for every request, and the `str` searchers' set-up
+/// cost more than the search of a `Host` value.
 fn strip_port(authority: &str) -> &str {
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = if authority.starts_with('[') {
-        authority
-            .find(']')
-            .map_or(authority, |end| &authority[..=end])
-    } else {
-        authority.split_once(':').map_or(authority, |(h, _)| h)
-    };
+    let bytes = authority.as_bytes();
+    let mut start = 0;
+    let mut end = None;
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'@' => (start, end) = (i + 1, None),
+            b':' if end.is_none() && bytes[start] != b'[' => end = Some(i),
+            b']' if end.is_none() && bytes[start] == b'[' => end = Some(i + 1),
+            _ => {}
+        }
+    }
+    let host = &authority[start..end.unwrap_or(bytes.len())];
     host.strip_suffix('.').unwrap_or(host)
 }
 
@@ -492,6 +500,12 @@ mod tests {
         assert_eq!(strip_port("example.com:8080"), "example.com");
         assert_eq!(strip_port("[::1]:80"), "[::1]");
         assert_eq!(strip_port("example.com."), "example.com");
+        assert_eq!(strip_port("example.com.:443"), "example.com");
+        assert_eq!(strip_port("[::1"), "[::1");
+        assert_eq!(strip_port("user:pw@example.com:81"), "example.com");
+        assert_eq!(strip_port("a@b@[::1]:80"), "[::1]");
+        assert_eq!(strip_port("user@"), "");
+        assert_eq!(strip_port("example.com"), "example.com");
         assert_eq!(strip_port(""), "");
     }
 }
