@@ -30,7 +30,7 @@ use pingora::{Error, ErrorType, Result};
 use std::any::Any;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, LazyLock, RwLock};
+use std::sync::{Arc, LazyLock, OnceLock, RwLock};
 use std::time::SystemTime;
 
 const SHARDS: usize = 64;
@@ -55,6 +55,9 @@ struct Entry {
     /// The same, unpacked, when a hit can rebuild the meta from them.
     fields: Option<MetaFields>,
     header: ResponseHeader,
+    /// `header` as the fast path prepares it for its hits, made at the
+    /// first of them ([`MemoryTier::fresh_hit`]).
+    prepared: OnceLock<ResponseHeader>,
     body: Bytes,
     weight: usize,
     tags: EntryTags,
@@ -64,7 +67,8 @@ type Shard = RwLock<HashMap<u128, Arc<Entry>>>;
 
 /// What [`MemoryTier::fresh_hit`] found.
 pub(crate) struct FreshHit {
-    /// The stored head, as `CacheMeta::response_header_copy` gives it.
+    /// The stored head, as `CacheMeta::response_header_copy` gives it, after
+    /// the caller's `prepare`.
     pub header: ResponseHeader,
     pub body: Bytes,
     pub fresh_until: SystemTime,
@@ -98,8 +102,12 @@ fn slot(key: &impl CacheHashKey) -> u128 {
     u128::from_be_bytes(key.combined_bin())
 }
 
-fn header_weight(h: &ResponseHeader) -> usize {
-    h.headers
+/// What an entry's head weighs: twice its fields, for the stored head and
+/// the copy the fast path prepares from it (counted from the start, so an
+/// entry's weight never changes under the eviction manager).
+fn head_weight(h: &ResponseHeader) -> usize {
+    2 * h
+        .headers
         .iter()
         .map(|(k, v)| k.as_str().len() + v.len() + 32)
         .sum::<usize>()
@@ -165,12 +173,13 @@ impl MemoryTier {
             return Ok(false);
         };
         let header = super::head_room::with_room(meta.response_header());
-        let weight = old.body.len() + internal.len() + header_weight(&header) + ENTRY_OVERHEAD;
+        let weight = old.body.len() + internal.len() + head_weight(&header) + ENTRY_OVERHEAD;
         let new = Entry {
             id: old.id,
             internal,
             fields: MetaFields::of(meta),
             header,
+            prepared: OnceLock::new(),
             body: old.body.clone(),
             weight,
             tags: old.tags.clone(),
@@ -225,12 +234,13 @@ impl MemoryTier {
     ) -> (u64, usize) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let header = super::head_room::with_room(meta.response_header());
-        let weight = body.len() + internal.len() + header_weight(&header) + ENTRY_OVERHEAD;
+        let weight = body.len() + internal.len() + head_weight(&header) + ENTRY_OVERHEAD;
         let entry = Arc::new(Entry {
             id,
             internal,
             fields: MetaFields::of(meta),
             header,
+            prepared: OnceLock::new(),
             body,
             weight,
             tags,
@@ -256,7 +266,15 @@ impl MemoryTier {
     /// A fresh, complete object stored under `key` itself (no `Vary`: its
     /// variants live under other slots), for answering without
     /// pingora-cache's state machine. `None` sends the request the usual way.
-    pub(super) fn fresh_hit(&self, key: &CacheKey, now: SystemTime) -> Option<FreshHit> {
+    /// `prepare` makes the head the hit is answered with from the stored one,
+    /// once per entry; hits get copies of what it made (without it, copies
+    /// of the stored head).
+    pub(super) fn fresh_hit(
+        &self,
+        key: &CacheKey,
+        now: SystemTime,
+        prepare: Option<&dyn Fn(&ResponseHeader) -> ResponseHeader>,
+    ) -> Option<FreshHit> {
         let entry = self.entry(slot(key)).ok()??;
         let (fresh_until, age) = match &entry.fields {
             Some(fields) => fields.fresh_without_vary(now)?,
@@ -269,7 +287,13 @@ impl MemoryTier {
             }
         };
         Some(FreshHit {
-            header: entry.header.clone(),
+            header: match prepare {
+                Some(prepare) => entry
+                    .prepared
+                    .get_or_init(|| prepare(&entry.header))
+                    .clone(),
+                None => entry.header.clone(),
+            },
             body: entry.body.clone(),
             fresh_until,
             age,
@@ -569,13 +593,13 @@ impl HandleMiss for MemoryMiss {
                 b.freeze()
             }
         };
-        let weight =
-            body.len() + self.internal.len() + header_weight(&self.header) + ENTRY_OVERHEAD;
+        let weight = body.len() + self.internal.len() + head_weight(&self.header) + ENTRY_OVERHEAD;
         let entry = Entry {
             id: self.id,
             internal: self.internal,
             fields: self.fields,
             header: self.header,
+            prepared: OnceLock::new(),
             body,
             weight,
             tags: self.tags,

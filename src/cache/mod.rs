@@ -37,6 +37,7 @@ use pingora::cache::eviction::lru::Manager as LruManager;
 use pingora::cache::key::CacheKey;
 use pingora::cache::lock::{CacheKeyLockImpl, CacheLock};
 use pingora::cache::{CacheOptionOverrides, HttpCache};
+use pingora::http::ResponseHeader;
 use policy::{RoutePolicy, SetCookie};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -354,11 +355,17 @@ impl CacheRuntime {
     /// A fresh object of the memory tier stored under `key` without `Vary`,
     /// counted as an access by the eviction manager as pingora-cache counts
     /// a hit: the fast path for plain hits (`proxy::fast_hit`).
-    pub(crate) fn fresh_hit(&self, key: &CacheKey) -> Option<memory::FreshHit> {
+    /// `prepare` makes the head hits are answered with from the stored one,
+    /// once per stored object; without it, hits get the stored head.
+    pub(crate) fn fresh_hit(
+        &self,
+        key: &CacheKey,
+        prepare: Option<&dyn Fn(&ResponseHeader) -> ResponseHeader>,
+    ) -> Option<memory::FreshHit> {
         use pingora::cache::eviction::{CacheEntryKey, EvictionManager};
         let hit = self
             .storage
-            .fresh_memory_hit(key, std::time::SystemTime::now())?;
+            .fresh_memory_hit(key, std::time::SystemTime::now(), prepare)?;
         let entry = CacheEntryKey::from_entry_id(
             key.to_compact(),
             Some(pingora::cache::CacheEntryId::new(hit.id)),

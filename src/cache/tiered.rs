@@ -27,6 +27,7 @@ use pingora::cache::storage::{
 };
 use pingora::cache::trace::{Span, SpanHandle};
 use pingora::cache::{CacheEntryId, CacheEntryKey, CacheMeta, Storage};
+use pingora::http::ResponseHeader;
 use pingora::Result;
 use std::any::Any;
 use std::time::SystemTime;
@@ -132,8 +133,9 @@ impl Tiered {
         &self,
         key: &pingora::cache::key::CacheKey,
         now: SystemTime,
+        prepare: Option<&dyn Fn(&ResponseHeader) -> ResponseHeader>,
     ) -> Option<super::memory::FreshHit> {
-        self.memory.fresh_hit(key, now)
+        self.memory.fresh_hit(key, now, prepare)
     }
 
     /// Keeps lookups off the disk tier (`true`) or lets them read it.

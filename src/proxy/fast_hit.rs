@@ -17,6 +17,7 @@ use super::{Edge, RequestCtx};
 use crate::cache::{CacheRuntime, RouteCache};
 use http::header;
 use http::{Method, StatusCode, Version};
+use pingora::http::ResponseHeader;
 use pingora::proxy::{ProxyHttp, Session};
 use pingora::Result;
 
@@ -59,7 +60,12 @@ pub(super) async fn serve(
         return Ok(false);
     }
     let key = super::caching::cache_key(session, ctx, route);
-    let Some(hit) = runtime.fresh_hit(&key) else {
+    // HTTP/2 heads go out with none of Pingora's HTTP/1 fields: the stored
+    // head as it is costs less there than a prepared one (see `prepared`).
+    let prepare = |stored: &ResponseHeader| prepared(edge, stored);
+    let prepare: Option<&dyn Fn(&ResponseHeader) -> ResponseHeader> =
+        (!session.is_http2()).then_some(&prepare);
+    let Some(hit) = runtime.fresh_hit(&key, prepare) else {
         // pingora-cache asks for the key next: it is computed already.
         ctx.cache.key = Some(key);
         return Ok(false);
@@ -77,18 +83,43 @@ pub(super) async fn serve(
     }
     // As pingora-proxy's cache_hit_header: the stored head, its Age, HTTP/1.1.
     let mut head = Box::new(hit.header);
-    head.insert_header(header::AGE, hit.age.as_secs())?;
+    head.insert_header("Age", hit.age.as_secs())?;
     head.set_version(Version::HTTP_11);
     // The memory tier's hits can seek, so pingora-proxy runs its range
     // filter, which for a GET without `Range` and a 200 with a valid
     // `Content-Length` (both checked above) only announces ranges.
-    head.insert_header(
-        header::ACCEPT_RANGES,
-        header::HeaderValue::from_static("bytes"),
-    )?;
+    head.insert_header("Accept-Ranges", header::HeaderValue::from_static("bytes"))?;
     ctx.cache.fast_hit = Some(hit.fresh_until);
     edge.response_filter(session, &mut head, ctx).await?;
     session.write_response_header(head, false).await?;
     session.write_response_body(Some(hit.body), true).await?;
     Ok(true)
+}
+
+/// The stored head with the fields every HTTP/1 fast hit sets (`Age`,
+/// `Accept-Ranges` above; `Cache-Status`, the request id and `Server` in
+/// `response_filter`; `Connection` in Pingora's HTTP/1 writer), holding
+/// empty values until a hit sets them in place. A copy of a header map has
+/// no spare room, so the first new field reallocated both of Pingora's maps
+/// on every hit; made once per stored object, the copies take every value
+/// where it stands. Fields only some hits add (a route's, `Via`, HSTS, a
+/// `Date` the origin did not send) are appended, so they may come in
+/// another order than on the full path: fields of different names have no
+/// order in HTTP (RFC 9110 §5.3); a name's own lines keep theirs. HTTP/2
+/// hits do not use it: that writer removes `Connection`, which costs more
+/// than the reallocation saves. Should an insert fail, the stored head is
+/// used as it is.
+fn prepared(edge: &Edge, stored: &ResponseHeader) -> ResponseHeader {
+    let mut head = stored.clone();
+    let empty = || header::HeaderValue::from_static("");
+    let reserved = head
+        .insert_header("Age", empty())
+        .and_then(|()| head.insert_header("Accept-Ranges", empty()))
+        .and_then(|()| head.insert_header("Cache-Status", empty()))
+        .and_then(|()| edge.snap.edge.forwarding.reserve_downstream(&mut head))
+        .and_then(|()| head.insert_header("Connection", empty()));
+    match reserved {
+        Ok(()) => head,
+        Err(_) => stored.clone(),
+    }
 }
