@@ -6,7 +6,7 @@ use crate::cache::directives::Seconds;
 use crate::cache::policy::{self, Exchange};
 use crate::cache::{http_date, key, status, CacheRuntime, RouteCache};
 use crate::metrics;
-use crate::routing::request_host;
+use crate::routing::{request_authority, request_host};
 use http::header::{HeaderName, AGE, CONTENT_LENGTH};
 use http::Method;
 use pingora::cache::key::CacheKey;
@@ -14,6 +14,7 @@ use pingora::cache::{CacheMeta, CachePhase, ForcedFreshness, NoCacheReason, Resp
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::Session;
 use pingora::{Error, ErrorSource, ErrorType, OrErr, Result};
+use std::borrow::Cow;
 use std::time::SystemTime;
 
 const SURROGATE_KEY: HeaderName = HeaderName::from_static("surrogate-key");
@@ -31,19 +32,15 @@ pub(super) fn enable(session: &mut Session, ctx: &mut RequestCtx, runtime: &'sta
     }
 }
 
-/// The port the client addressed, from the URI authority or Host header.
-fn request_port(req: &RequestHeader, scheme: &str) -> u16 {
-    req.uri
-        .port_u16()
-        .or_else(|| {
-            let host = req.headers.get(http::header::HOST)?.to_str().ok()?;
-            let (_, port) = host.rsplit_once(':')?;
-            if host.ends_with(']') {
-                return None;
-            }
-            port.parse().ok()
-        })
-        .unwrap_or_else(|| key::default_port(scheme))
+/// The host (lower case) and port the client addressed, from the URI
+/// authority or the `Host` header; the scheme's port when none is named.
+fn host_and_port<'r>(req: &'r RequestHeader, scheme: &str) -> (Cow<'r, str>, u16) {
+    let (host, port) = request_authority(req);
+    let host = match host.bytes().any(|b| b.is_ascii_uppercase()) {
+        true => Cow::Owned(host.to_ascii_lowercase()),
+        false => Cow::Borrowed(host),
+    };
+    (host, port.unwrap_or_else(|| key::default_port(scheme)))
 }
 
 /// The key and the URL it is for, for `target` (a path and query) on this request's origin.
@@ -54,8 +51,7 @@ fn key_for(
     route: &RouteCache,
     primary: Option<Vec<u8>>,
 ) -> CacheKey {
-    let host = request_host(req).to_ascii_lowercase();
-    let port = request_port(req, scheme);
+    let (host, port) = host_and_port(req, scheme);
     let target = req
         .uri
         .path_and_query()
@@ -76,14 +72,8 @@ pub(super) fn primary_key<'a>(
     if ctx.cache.primary.is_none() {
         let scheme = ctx.client.as_ref().map_or("http", |c| c.scheme);
         let req = session.req_header();
-        let host = request_host(req).to_ascii_lowercase();
-        ctx.cache.primary = Some(key::primary(
-            scheme,
-            &host,
-            request_port(req, scheme),
-            req,
-            &route.key,
-        ));
+        let (host, port) = host_and_port(req, scheme);
+        ctx.cache.primary = Some(key::primary(scheme, &host, port, req, &route.key));
     }
     ctx.cache.primary.as_deref().unwrap_or_default()
 }
@@ -444,4 +434,59 @@ fn same_origin_path(value: &str, host: &str) -> Option<String> {
         uri.path_and_query()
             .map_or("/".to_string(), |pq| pq.as_str().to_string())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(target: &str, host: Option<&str>) -> RequestHeader {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        // As an HTTP/2 request carries `:authority`; HTTP/1's absolute form
+        // leaves Pingora's URI without one.
+        req.set_uri(target.parse().unwrap());
+        if let Some(host) = host {
+            req.insert_header("Host", host).unwrap();
+        }
+        req
+    }
+
+    #[test]
+    fn the_key_host_is_lower_case_and_the_port_comes_with_it() {
+        let cases = [
+            (
+                request("/a", Some("Example.COM:8080")),
+                "http",
+                ("example.com", 8080),
+            ),
+            (
+                request("/a", Some("example.com")),
+                "https",
+                ("example.com", 443),
+            ),
+            (request("/a", Some("[::1]:81")), "http", ("[::1]", 81)),
+            // The URI's authority names host and port, when it has one.
+            (
+                request("http://a.test/x", Some("b.test:8080")),
+                "http",
+                ("a.test", 80),
+            ),
+            (
+                request("http://A.test:8081/x", None),
+                "http",
+                ("a.test", 8081),
+            ),
+            (request("/a", None), "http", ("", 80)),
+        ];
+        for (req, scheme, (host, port)) in cases {
+            let (h, p) = host_and_port(&req, scheme);
+            assert_eq!((h.as_ref(), p), (host, port), "{:?}", req.uri);
+        }
+        let lower = request("/a", Some("lower.test"));
+        let (h, _) = host_and_port(&lower, "http");
+        assert!(
+            matches!(h, Cow::Borrowed(_)),
+            "no copy when already lower case"
+        );
+    }
 }

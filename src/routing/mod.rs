@@ -370,8 +370,16 @@ fn parse_host(h: &str) -> Result<HostMatch, String> {
 /// The host a request is for, without port or trailing dot: from the `Host`
 /// header, or the URI authority (HTTP/2 and absolute-form requests).
 pub(crate) fn request_host(req: &pingora::http::RequestHeader) -> &str {
-    let raw = req
-        .uri
+    split_authority(raw_authority(req)).0
+}
+
+/// [`request_host`] and the port the same authority names, if it names one.
+pub(crate) fn request_authority(req: &pingora::http::RequestHeader) -> (&str, Option<u16>) {
+    split_authority(raw_authority(req))
+}
+
+fn raw_authority(req: &pingora::http::RequestHeader) -> &str {
+    req.uri
         .authority()
         .map(|a| a.as_str())
         .or_else(|| {
@@ -379,15 +387,14 @@ pub(crate) fn request_host(req: &pingora::http::RequestHeader) -> &str {
                 .get(http::header::HOST)
                 .and_then(|v| v.to_str().ok())
         })
-        .unwrap_or("");
-    strip_port(raw)
+        .unwrap_or("")
 }
 
-/// The host of an authority: no userinfo (after the last `@`), no port, no
-/// trailing dot; an IPv6 literal keeps its brackets. One pass over the
-/// bytes: this runs for every request, and the `str` searchers' set-up
+/// The host of an authority and its port: no userinfo (after the last
+/// `@`), no trailing dot; an IPv6 literal keeps its brackets. One pass over
+/// the bytes: this runs for every request, and the `str` searchers' set-up
 /// cost more than the search of a `Host` value.
-fn strip_port(authority: &str) -> &str {
+fn split_authority(authority: &str) -> (&str, Option<u16>) {
     let bytes = authority.as_bytes();
     let mut start = 0;
     let mut end = None;
@@ -399,8 +406,17 @@ fn strip_port(authority: &str) -> &str {
             _ => {}
         }
     }
-    let host = &authority[start..end.unwrap_or(bytes.len())];
-    host.strip_suffix('.').unwrap_or(host)
+    let end = end.unwrap_or(bytes.len());
+    let host = &authority[start..end];
+    let port = authority[end..]
+        .strip_prefix(':')
+        .and_then(|p| p.parse().ok());
+    (host.strip_suffix('.').unwrap_or(host), port)
+}
+
+#[cfg(test)]
+fn strip_port(authority: &str) -> &str {
+    split_authority(authority).0
 }
 
 #[cfg(test)]
@@ -507,5 +523,18 @@ mod tests {
         assert_eq!(strip_port("user@"), "");
         assert_eq!(strip_port("example.com"), "example.com");
         assert_eq!(strip_port(""), "");
+        assert_eq!(
+            split_authority("example.com:8080"),
+            ("example.com", Some(8080))
+        );
+        assert_eq!(split_authority("[::1]:80"), ("[::1]", Some(80)));
+        assert_eq!(split_authority("[::1]"), ("[::1]", None));
+        assert_eq!(split_authority("u:1@example.com"), ("example.com", None));
+        assert_eq!(split_authority("example.com:"), ("example.com", None));
+        assert_eq!(split_authority("example.com:99999"), ("example.com", None));
+        assert_eq!(
+            split_authority("example.com.:81"),
+            ("example.com", Some(81))
+        );
     }
 }
