@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub(crate) struct RequestIdGenerator {
-    prefix: u64,
+    /// The random half, in hex once for all ids.
+    prefix: [u8; 16],
     key: u64,
     counter: AtomicU64,
 }
@@ -35,7 +36,7 @@ impl RequestIdGenerator {
             h.finish()
         };
         RequestIdGenerator {
-            prefix: random(1),
+            prefix: hex(random(1)),
             key: random(2),
             counter: AtomicU64::new(0),
         }
@@ -43,20 +44,23 @@ impl RequestIdGenerator {
 
     pub(crate) fn next_id(&self) -> String {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let mut id = String::with_capacity(32);
-        push_hex(&mut id, self.prefix);
-        push_hex(&mut id, splitmix64(n ^ self.key));
-        id
+        let mut digits = [0u8; 32];
+        digits[..16].copy_from_slice(&self.prefix);
+        digits[16..].copy_from_slice(&hex(splitmix64(n ^ self.key)));
+        // Hex digits are ASCII: the check cannot fail.
+        std::str::from_utf8(&digits).unwrap_or_default().to_owned()
     }
 }
 
-/// Appends the 16 lowercase hex digits of `v` (every request makes an id:
-/// this skips the formatting machinery).
-fn push_hex(out: &mut String, v: u64) {
+/// The 16 lowercase hex digits of `v` (every request makes an id: this
+/// skips the formatting machinery, and `String::push`'s check per digit).
+fn hex(v: u64) -> [u8; 16] {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for shift in (0..16).rev() {
-        out.push(DIGITS[((v >> (shift * 4)) & 0xf) as usize] as char);
+    let mut out = [0u8; 16];
+    for (i, digit) in out.iter_mut().enumerate() {
+        *digit = DIGITS[((v >> (60 - 4 * i)) & 0xf) as usize];
     }
+    out
 }
 
 /// The splitmix64 finalizer: a bijection on u64 that scatters neighbours.
@@ -96,10 +100,9 @@ mod tests {
 
     #[test]
     fn hex_digits_are_fixed_width_lowercase() {
-        let mut s = String::new();
-        push_hex(&mut s, 0xab);
-        push_hex(&mut s, u64::MAX - 1);
-        assert_eq!(s, format!("{:016x}{:016x}", 0xab, u64::MAX - 1));
+        for v in [0, 0xab, 0x0123_4567_89ab_cdef, u64::MAX - 1] {
+            assert_eq!(hex(v), format!("{v:016x}").as_bytes());
+        }
     }
 
     #[test]
