@@ -56,39 +56,38 @@ pub fn check(req: &RequestHeader, raw_head: Option<&[u8]>) -> Result<(), Refusal
     if req.version != Version::HTTP_11 && req.version != Version::HTTP_10 {
         return Ok(());
     }
-    let lengths: Vec<&[u8]> = req
-        .headers
-        .get_all(CONTENT_LENGTH)
-        .iter()
-        .map(|v| v.as_bytes())
-        .collect();
-    if lengths.len() > 1
-        || lengths
-            .iter()
-            .any(|v| v.is_empty() || !v.iter().all(u8::is_ascii_digit))
-    {
+    // One pass over the fields, comparing names (an enum compare for these
+    // standard ones) rather than three hashed lookups: this runs on every
+    // HTTP/1 request. A name's values come in the order received.
+    let (mut lengths, mut bad_length) = (0usize, false);
+    let (mut codings, mut chunked) = (0usize, false);
+    let (mut hosts, mut host) = (0usize, None);
+    for (name, value) in &req.headers {
+        let v = value.as_bytes();
+        if name == CONTENT_LENGTH {
+            lengths += 1;
+            bad_length |= v.is_empty() || !v.iter().all(u8::is_ascii_digit);
+        } else if name == TRANSFER_ENCODING {
+            codings += 1;
+            chunked = v.trim_ascii().eq_ignore_ascii_case(b"chunked");
+        } else if name == HOST {
+            hosts += 1;
+            host.get_or_insert(v);
+        }
+    }
+    if lengths > 1 || bad_length {
         return Err(Refusal::ContentLength);
     }
-    let codings: Vec<&[u8]> = req
-        .headers
-        .get_all(TRANSFER_ENCODING)
-        .iter()
-        .map(|v| v.as_bytes())
-        .collect();
-    if !codings.is_empty() {
-        if !lengths.is_empty() || raw_head.is_some_and(raw_has_content_length) {
+    if codings > 0 {
+        if lengths > 0 || raw_head.is_some_and(raw_has_content_length) {
             return Err(Refusal::LengthAndChunked);
         }
-        let only_chunked =
-            codings.len() == 1 && codings[0].trim_ascii().eq_ignore_ascii_case(b"chunked");
+        let only_chunked = codings == 1 && chunked;
         if req.version == Version::HTTP_10 || !only_chunked {
             return Err(Refusal::TransferEncoding);
         }
     }
-    // Without collecting: every request has a Host, and this runs on each.
-    let mut hosts = req.headers.get_all(HOST).iter().map(|v| v.as_bytes());
-    let host = hosts.next();
-    if hosts.next().is_some() {
+    if hosts > 1 {
         return Err(Refusal::DuplicateHost);
     }
     if host.is_none() && req.version == Version::HTTP_11 {
