@@ -280,8 +280,24 @@ impl Forwarding {
     /// between origin and edge (RFC 9110 §7.6.1), so they are neither
     /// forwarded nor stored. A 101 keeps `Upgrade`, which the switch needs.
     pub(crate) fn upstream_response(&self, resp: &mut ResponseHeader) {
-        for name in &self.hide {
-            resp.remove_header(name);
+        // One pass over the response's names finds what is there to remove:
+        // a removal costs two hashed lookups (values and case-preserved
+        // names) even for a name that is absent, and most are.
+        let (mut hidden, mut connection) = (0u64, false);
+        for name in resp.headers.keys() {
+            match self.hide.iter().position(|h| h == name) {
+                Some(i) if i < 64 => hidden |= 1 << i,
+                Some(_) => hidden = u64::MAX,
+                None => connection |= name == http::header::CONNECTION,
+            }
+        }
+        for (i, name) in self.hide.iter().enumerate() {
+            if hidden & (1 << i.min(63)) != 0 {
+                resp.remove_header(name);
+            }
+        }
+        if !connection {
+            return;
         }
         let listed: Vec<HeaderName> = resp
             .headers
@@ -473,6 +489,45 @@ mod tests {
         switch.append_header("upgrade", "websocket").unwrap();
         f.upstream_response(&mut switch);
         assert_eq!(switch.headers["upgrade"], "websocket");
+    }
+
+    #[test]
+    fn hidden_origin_fields_go_and_the_rest_stay() {
+        // Sorted: a removal moves the last field into the gap (HeaderMap).
+        let names = |r: &ResponseHeader| -> Vec<String> {
+            let mut names: Vec<String> = r.headers.keys().map(|k| k.to_string()).collect();
+            names.sort();
+            names
+        };
+        let f = fwd(&[]); // hides Server and X-Powered-By by default
+        let mut resp = ResponseHeader::build(200, None).unwrap();
+        for (k, v) in [
+            ("Server", "o/1"),
+            ("A", "1"),
+            ("x-powered-by", "p"),
+            ("B", "2"),
+        ] {
+            resp.append_header(k, v).unwrap();
+        }
+        f.upstream_response(&mut resp);
+        assert_eq!(names(&resp), ["a", "b"]);
+        let mut none_hidden = ResponseHeader::build(200, None).unwrap();
+        none_hidden.append_header("A", "1").unwrap();
+        f.upstream_response(&mut none_hidden);
+        assert_eq!(names(&none_hidden), ["a"]);
+
+        // Hiding Connection itself drops it before it names anything.
+        let cfg = ForwardingConfig {
+            hide_response_headers: vec!["Connection".into()],
+            ..Default::default()
+        };
+        let f = Forwarding::build(&cfg, &mut ConfigErrors::default());
+        let mut resp = ResponseHeader::build(200, None).unwrap();
+        resp.append_header("Connection", "a").unwrap();
+        resp.append_header("A", "1").unwrap();
+        resp.append_header("Server", "o/1").unwrap();
+        f.upstream_response(&mut resp);
+        assert_eq!(names(&resp), ["a", "server"]);
     }
 
     #[test]
