@@ -465,28 +465,34 @@ mod tests {
         assert_eq!(r.headers["x-forwarded-proto"], "https");
     }
 
+    fn response(status: u16, fields: &[(&str, &str)]) -> ResponseHeader {
+        let mut resp = ResponseHeader::build(status, None).unwrap();
+        for (k, v) in fields {
+            resp.append_header(k.to_string(), *v).unwrap();
+        }
+        resp
+    }
+
     #[test]
     fn fields_named_in_the_origins_connection_header_are_dropped() {
         let f = fwd(&[]);
-        let mut resp = ResponseHeader::build(200, None).unwrap();
-        for (k, v) in [
-            ("connection", "a, B ,keep-alive"),
-            ("a", "1"),
-            ("b", "2"),
-            ("c", "3"),
-            ("keep-alive", "timeout=5"),
-        ] {
-            resp.append_header(k, v).unwrap();
-        }
+        let mut resp = response(
+            200,
+            &[
+                ("connection", "a, B ,keep-alive"),
+                ("a", "1"),
+                ("b", "2"),
+                ("c", "3"),
+                ("keep-alive", "timeout=5"),
+            ],
+        );
         f.upstream_response(&mut resp);
         for gone in ["a", "b", "keep-alive"] {
             assert!(!resp.headers.contains_key(gone), "{gone} was forwarded");
         }
         assert_eq!(resp.headers["c"], "3");
 
-        let mut switch = ResponseHeader::build(101, None).unwrap();
-        switch.append_header("connection", "upgrade").unwrap();
-        switch.append_header("upgrade", "websocket").unwrap();
+        let mut switch = response(101, &[("connection", "upgrade"), ("upgrade", "websocket")]);
         f.upstream_response(&mut switch);
         assert_eq!(switch.headers["upgrade"], "websocket");
     }
@@ -500,19 +506,16 @@ mod tests {
             names
         };
         let f = fwd(&[]); // hides Server and X-Powered-By by default
-        let mut resp = ResponseHeader::build(200, None).unwrap();
-        for (k, v) in [
+        let fields = [
             ("Server", "o/1"),
             ("A", "1"),
             ("x-powered-by", "p"),
             ("B", "2"),
-        ] {
-            resp.append_header(k, v).unwrap();
-        }
+        ];
+        let mut resp = response(200, &fields);
         f.upstream_response(&mut resp);
         assert_eq!(names(&resp), ["a", "b"]);
-        let mut none_hidden = ResponseHeader::build(200, None).unwrap();
-        none_hidden.append_header("A", "1").unwrap();
+        let mut none_hidden = response(200, &[("A", "1")]);
         f.upstream_response(&mut none_hidden);
         assert_eq!(names(&none_hidden), ["a"]);
 
@@ -522,10 +525,7 @@ mod tests {
             ..Default::default()
         };
         let f = Forwarding::build(&cfg, &mut ConfigErrors::default());
-        let mut resp = ResponseHeader::build(200, None).unwrap();
-        resp.append_header("Connection", "a").unwrap();
-        resp.append_header("A", "1").unwrap();
-        resp.append_header("Server", "o/1").unwrap();
+        let mut resp = response(200, &[("Connection", "a"), ("A", "1"), ("Server", "o/1")]);
         f.upstream_response(&mut resp);
         assert_eq!(names(&resp), ["a", "server"]);
     }
