@@ -257,6 +257,16 @@ pub(crate) static CACHE_LOOKUPS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .unwrap()
 });
 
+/// Counts one cache lookup with `result`. Every hit counts one, so the
+/// `hit` series is resolved once rather than by hashing its label each time.
+pub(crate) fn count_cache_lookup(result: &str) {
+    static HIT: LazyLock<IntCounter> = LazyLock::new(|| CACHE_LOOKUPS.with_label_values(&["hit"]));
+    match result {
+        "hit" => HIT.inc(),
+        _ => CACHE_LOOKUPS.with_label_values(&[result]).inc(),
+    }
+}
+
 /// Hits answered before pingora-cache's state machine (`proxy::fast_hit`),
 /// also counted in `parapet_cache_lookups_total{result="hit"}`.
 pub(crate) static CACHE_FAST_HITS: LazyLock<IntCounter> = LazyLock::new(|| {
@@ -277,6 +287,19 @@ pub(crate) static CACHE_BODY_BYTES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
     .unwrap()
 });
+
+/// Counts body bytes sent on a caching route, from the cache or the origin
+/// (both series resolved once: this runs for every response there).
+pub(crate) fn count_cache_body_bytes(from_cache: bool, bytes: u64) {
+    static CACHE: LazyLock<IntCounter> =
+        LazyLock::new(|| CACHE_BODY_BYTES.with_label_values(&["cache"]));
+    static ORIGIN: LazyLock<IntCounter> =
+        LazyLock::new(|| CACHE_BODY_BYTES.with_label_values(&["origin"]));
+    match from_cache {
+        true => CACHE.inc_by(bytes),
+        false => ORIGIN.inc_by(bytes),
+    }
+}
 
 /// Bytes held per storage tier, bookkeeping included.
 pub(crate) static CACHE_STORED_BYTES: LazyLock<IntGaugeVec> = LazyLock::new(|| {

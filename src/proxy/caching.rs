@@ -370,7 +370,7 @@ pub(super) fn response_headers(
 /// `logging`: cache metrics.
 pub(super) fn after_response(session: &Session, ctx: &RequestCtx) {
     if let Some(result) = ctx.cache.result {
-        metrics::CACHE_LOOKUPS.with_label_values(&[result]).inc();
+        metrics::count_cache_lookup(result);
         if ctx.cache.fast_hit.is_some() {
             metrics::CACHE_FAST_HITS.inc();
         }
@@ -379,9 +379,7 @@ pub(super) fn after_response(session: &Session, ctx: &RequestCtx) {
                 session.cache.phase(),
                 CachePhase::Hit | CachePhase::StaleUpdating | CachePhase::Stale
             );
-        metrics::CACHE_BODY_BYTES
-            .with_label_values(&[if from_cache { "cache" } else { "origin" }])
-            .inc_by(session.body_bytes_sent() as u64);
+        metrics::count_cache_body_bytes(from_cache, session.body_bytes_sent() as u64);
         if let Some(wait) = session.cache.lock_duration() {
             metrics::CACHE_LOCK_WAIT.observe(wait.as_secs_f64());
         }
