@@ -154,20 +154,22 @@ impl Limits {
                 reason: EdgeReason::TooManyHeaders,
             });
         }
-        let bytes: usize = req
-            .headers
-            .iter()
-            .map(|(k, v)| k.as_str().len() + v.len() + 4)
-            .sum();
+        // The size of the fields and the declared body length in one pass
+        // (a lookup by name would hash it: this runs for every request).
+        let (mut bytes, mut length) = (0usize, None);
+        for (k, v) in &req.headers {
+            bytes += k.as_str().len() + v.len() + 4;
+            if length.is_none() && k == CONTENT_LENGTH {
+                length = Some(v);
+            }
+        }
         if bytes > self.max_header_bytes {
             return Err(Rejection {
                 status: 431,
                 reason: EdgeReason::HeadersTooLarge,
             });
         }
-        let declared = req
-            .headers
-            .get(CONTENT_LENGTH)
+        let declared = length
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > self.max_body_size) {
