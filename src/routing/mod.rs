@@ -415,11 +415,6 @@ fn split_authority(authority: &str) -> (&str, Option<u16>) {
 }
 
 #[cfg(test)]
-fn strip_port(authority: &str) -> &str {
-    split_authority(authority).0
-}
-
-#[cfg(test)]
 mod tests {
     use super::*;
     use crate::config;
@@ -513,16 +508,16 @@ mod tests {
 
     #[test]
     fn host_port_is_stripped() {
-        assert_eq!(strip_port("example.com:8080"), "example.com");
-        assert_eq!(strip_port("[::1]:80"), "[::1]");
-        assert_eq!(strip_port("example.com."), "example.com");
-        assert_eq!(strip_port("example.com.:443"), "example.com");
-        assert_eq!(strip_port("[::1"), "[::1");
-        assert_eq!(strip_port("user:pw@example.com:81"), "example.com");
-        assert_eq!(strip_port("a@b@[::1]:80"), "[::1]");
-        assert_eq!(strip_port("user@"), "");
-        assert_eq!(strip_port("example.com"), "example.com");
-        assert_eq!(strip_port(""), "");
+        assert_eq!(split_authority("example.com:8080").0, "example.com");
+        assert_eq!(split_authority("[::1]:80").0, "[::1]");
+        assert_eq!(split_authority("example.com.").0, "example.com");
+        assert_eq!(split_authority("example.com.:443").0, "example.com");
+        assert_eq!(split_authority("[::1").0, "[::1");
+        assert_eq!(split_authority("user:pw@example.com:81").0, "example.com");
+        assert_eq!(split_authority("a@b@[::1]:80").0, "[::1]");
+        assert_eq!(split_authority("user@").0, "");
+        assert_eq!(split_authority("example.com").0, "example.com");
+        assert_eq!(split_authority("").0, "");
         assert_eq!(
             split_authority("example.com:8080"),
             ("example.com", Some(8080))
