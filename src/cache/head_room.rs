@@ -8,6 +8,8 @@
 //! hit rehashed both of Pingora's maps (values and case-preserved names)
 //! into a table twice as large. Grown once when the object is stored, the
 //! table is copied at that size on every hit and never rehashed there.
+//! (HTTP/1 fast hits copy a head prepared from this one, which also has
+//! the fields in place; HTTP/2 and full-path hits copy this one.)
 //! Neither map has a way to reserve through Pingora's `ResponseHeader`, so
 //! the room is made by inserting placeholder fields and removing them:
 //! removal leaves the table at its size.
