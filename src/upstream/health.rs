@@ -1,6 +1,7 @@
 //! Active health checks: HTTP (path, expected status, Host) or TCP connect,
 //! with consecutive success/failure thresholds, run by Pingora's load balancer
-//! background service. Transitions update `parapet_backend_healthy` and are logged.
+//! background service. Transitions set the verdict selection reads (in the
+//! backend's counters), update `parapet_backend_healthy` and are logged.
 
 use crate::config::units::parse_positive_duration;
 use crate::config::{ConfigErrors, HealthCheckConfig, HealthCheckKind};
@@ -155,6 +156,9 @@ impl HealthObserve for HealthMetrics {
         else {
             return;
         };
+        // Selection reads the verdict from the backend's counters: one
+        // load, where Pingora's readiness map hashes the backend twice.
+        stats.set_passes_checks(healthy);
         if healthy {
             // Back in service: slow start ramps it up, and a passing
             // health check ends an ejection for live failures early.

@@ -40,9 +40,12 @@ pub struct BackendSet {
     ///
     /// [`find`]: BackendSet::find
     departed: Vec<BackendInfo>,
-    /// Longest walk of one selection over the ring or list (Pingora's
+    /// Longest walk of one selection over the ring (Pingora's
     /// `max_iterations`): enough to see every backend twice.
     max_iterations: usize,
+    /// Weighted round robin's table: each backend's index in `current`,
+    /// `weight` times over.
+    weighted: Box<[u32]>,
 }
 
 impl Deref for BackendSet {
@@ -56,10 +59,14 @@ impl Deref for BackendSet {
 impl BackendSet {
     pub(super) fn new(current: Vec<BackendInfo>) -> BackendSet {
         let total_weight: usize = current.iter().map(|b| b.weight).sum();
+        let weighted = (0..current.len() as u32)
+            .flat_map(|i| std::iter::repeat_n(i, current[i as usize].weight))
+            .collect();
         BackendSet {
             current,
             departed: Vec::new(),
             max_iterations: 256.max(2 * total_weight),
+            weighted,
         }
     }
 
@@ -73,6 +80,12 @@ impl BackendSet {
 
     pub(super) fn max_iterations(&self) -> usize {
         self.max_iterations
+    }
+
+    /// Weighted round robin's table: indexes into the current backends,
+    /// each as many times as its weight, in the set's order.
+    pub(super) fn weighted(&self) -> &[u32] {
+        &self.weighted
     }
 
     /// Whether `next` has the same backends (address, weight, label, region)
@@ -92,7 +105,15 @@ impl BackendSet {
     pub(super) fn succeeded_by(&self, mut next: Vec<BackendInfo>) -> BackendSet {
         for b in &mut next {
             match self.current.iter().find(|o| o.addr == b.addr) {
-                Some(old) => b.stats = old.stats.clone(),
+                Some(old) => {
+                    b.stats = old.stats.clone();
+                    // Pingora keeps health per address and weight: with
+                    // a new weight it checks the backend afresh, healthy
+                    // until its checks fail, and so does selection.
+                    if old.weight != b.weight {
+                        b.stats.set_passes_checks(true);
+                    }
+                }
                 // A new address enters service now (slow start).
                 None => b.stats.entered_service(),
             }

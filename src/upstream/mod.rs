@@ -71,6 +71,8 @@ enum Balancer {
 pub struct Pool {
     pub name: String,
     balancer: Balancer,
+    /// Weighted round robin's turns so far.
+    turn: std::sync::atomic::AtomicUsize,
     hash_key: Option<HashKey>,
     /// Extra attempts on other backends after a failed attempt.
     pub retries: usize,
@@ -347,6 +349,7 @@ impl Pool {
         Some(Pool {
             name: name.to_string(),
             balancer,
+            turn: Default::default(),
             hash_key,
             retries: cfg.retries,
             retry_deadline,
@@ -643,6 +646,31 @@ mod tests {
     }
 
     #[test]
+    fn a_backend_out_of_service_gives_its_turns_to_the_rest_by_weight() {
+        let p = pools("upstreams:\n  a:\n    backends:\n      - {address: 127.0.0.1:1}\n      - {address: 127.0.0.1:2}\n      - {address: 127.0.0.1:3, weight: 2}\n").unwrap();
+        let pool = p.get(0);
+        let addr = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+        pool.stats(addr(1)).unwrap().set_passes_checks(false);
+        let mut counts = HashMap::new();
+        for _ in 0..4000 {
+            *counts
+                .entry(pool.select(b"", &[]).unwrap().port())
+                .or_insert(0) += 1;
+        }
+        assert!(!counts.contains_key(&1), "{counts:?}");
+        // 1's quarter goes 1:2 to the others, as their weights: a third and
+        // two thirds in all (onto its neighbour alone it would be 1:1).
+        assert!((1250..1420).contains(&counts[&2]), "{counts:?}");
+        assert_eq!(counts[&2] + counts[&3], 4000);
+        // Back in service, it has its turns again.
+        pool.stats(addr(1)).unwrap().set_passes_checks(true);
+        let back = (0..400)
+            .filter(|_| pool.select(b"", &[]) == Some(addr(1)))
+            .count();
+        assert_eq!(back, 100);
+    }
+
+    #[test]
     fn exclusion_moves_selection_and_hash_is_sticky() {
         let p = pools("upstreams:\n  h:\n    selection: consistent_hash\n    hash_key: path\n    backends:\n      - {address: 127.0.0.1:1}\n      - {address: 127.0.0.1:2}\n      - {address: 127.0.0.1:3}\n").unwrap();
         let pool = p.get(0);
@@ -657,7 +685,6 @@ mod tests {
 
     #[test]
     fn a_retry_in_panic_mode_still_has_a_candidate() {
-        use pingora::lb::Backend;
         let yaml = "geo:\n  default_region: eu\n  regions:\n    eu: {latitude: 50, longitude: 8}\n    us: {latitude: 40, longitude: -75}\nupstreams:\n  app:\n    locality: {enabled: true}\n    backends:\n      - {address: 127.0.0.1:1, region: eu}\n      - {address: 127.0.0.1:2, region: eu}\n      - {address: 127.0.0.1:3, region: us}\n";
         let raw = config::parse(yaml).unwrap();
         let mut errs = ConfigErrors::default();
@@ -668,11 +695,7 @@ mod tests {
         let addr = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
         // Backend 1 failed this request; 2 and 3 fail their health checks.
         for port in [2, 3] {
-            let backend = Backend::new(&addr(port).to_string()).unwrap();
-            match &pool.balancer {
-                Balancer::RoundRobin(lb) => lb.backends().set_enable(&backend, false),
-                Balancer::Hash(lb) => lb.backends().set_enable(&backend, false),
-            }
+            pool.stats(addr(port)).unwrap().set_passes_checks(false);
         }
         let failed = [addr(1)];
         let order = geo.regions.order(geo.regions.id("eu").unwrap());

@@ -4,11 +4,13 @@
 //! passive-health bookkeeping of what each attempt came to.
 
 use super::locality::Choice;
+use super::members::BackendSet;
 use super::{adaptive, outlier, BackendInfo, Balancer, Outcome, Pool};
 use crate::geo::RegionId;
 use crate::metrics;
 use pingora::lb::Backend;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 impl Pool {
@@ -82,40 +84,76 @@ impl Pool {
         });
         // Slow start on round robin: a warming backend is passed over with
         // the probability it is still cold (the balancer then moves on).
-        let now = outlier::now_ms();
         let warm_enough = |info: &BackendInfo| {
             self.slow_start
-                .is_none_or(|s| adaptive::random_unit() < s.warmth(&info.stats, now))
+                .is_none_or(|s| adaptive::random_unit() < s.warmth(&info.stats, outlier::now_ms()))
         };
-        let needs_info = region.is_some()
-            || self.outlier.is_some()
-            || bound.is_some()
-            || self.slow_start.is_some();
-        let accept = |b: &Backend, healthy: bool| {
-            let Some(addr) = b.addr.as_inet() else {
-                return false;
-            };
-            if exclude.contains(addr) {
-                return false;
+        let accept = |info: &BackendInfo| {
+            !exclude.contains(&info.addr)
+                && in_region(info)
+                && (panic || (self.ready(info) && !self.ejected(info)))
+                && bound.is_none_or(|limit| info.stats.in_flight() < limit)
+                && (panic || warm_enough(info))
+        };
+        match &self.balancer {
+            Balancer::RoundRobin(_) => self.round_robin(&members, accept),
+            Balancer::Hash(lb) => {
+                // The ring may still hold a backend discovery just removed:
+                // `find` knows those too.
+                let on_ring = |b: &Backend, _: bool| {
+                    b.addr
+                        .as_inet()
+                        .and_then(|addr| members.find(*addr))
+                        .is_some_and(accept)
+                };
+                let chosen = lb.select_with(key, members.max_iterations(), on_ring);
+                chosen.and_then(|b| b.addr.as_inet().copied())
             }
-            // Only region, passive health, bounded load and slow start need
-            // the backend's counters: plain pools skip the lookup.
-            let info = if needs_info {
-                members.find(*addr)
-            } else {
-                None
-            };
-            (region.is_none() || info.is_some_and(in_region))
-                && (panic || (healthy && !info.is_some_and(|i| self.ejected(i))))
-                && bound.is_none_or(|limit| info.is_none_or(|i| i.stats.in_flight() < limit))
-                && (panic || info.is_none_or(warm_enough))
-        };
-        let max_iterations = members.max_iterations();
-        let chosen = match &self.balancer {
-            Balancer::RoundRobin(lb) => lb.select_with(key, max_iterations, accept),
-            Balancer::Hash(lb) => lb.select_with(key, max_iterations, accept),
-        };
-        chosen.and_then(|b| b.addr.as_inet().copied())
+        }
+    }
+
+    /// Weighted round robin over the current backends: the backend whose
+    /// turn it is, if `accept` takes it. One it passes over (failing its
+    /// health check, ejected, tried already, ...) gives its turn to another
+    /// backend `accept` takes, drawn by weight, so its share spreads over
+    /// the rest in proportion rather than onto its neighbour in the list.
+    ///
+    /// Pingora's balancer walks its own copy of the list through an
+    /// iterator that hashes every candidate into a fresh set, and looks up
+    /// each one's health by two more hashes; here a turn is a counter, an
+    /// index and a flag.
+    fn round_robin(
+        &self,
+        members: &BackendSet,
+        accept: impl Fn(&BackendInfo) -> bool,
+    ) -> Option<SocketAddr> {
+        let table = members.weighted();
+        if table.is_empty() {
+            return None;
+        }
+        let turn = self.turn.fetch_add(1, Ordering::Relaxed);
+        let first = &members[table[turn % table.len()] as usize];
+        if accept(first) {
+            return Some(first.addr);
+        }
+        let others: Vec<&BackendInfo> = members
+            .iter()
+            .filter(|b| b.addr != first.addr && accept(b))
+            .collect();
+        let total: usize = others.iter().map(|b| b.weight).sum();
+        if total == 0 {
+            return None;
+        }
+        // Consecutive turns land far apart (Fibonacci hashing).
+        let mut draw = ((turn as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize % total;
+        others
+            .into_iter()
+            .find(|b| {
+                let hit = draw < b.weight;
+                draw = draw.wrapping_sub(b.weight);
+                hit
+            })
+            .map(|b| b.addr)
     }
 
     /// The region of backend `addr` (also of one discovery just removed).
@@ -226,16 +264,9 @@ impl Pool {
             .is_some_and(|b| self.ready(b))
     }
 
+    /// Whether the active health check lets traffic go to this backend.
     fn ready(&self, info: &BackendInfo) -> bool {
-        let backend = Backend {
-            addr: pingora::protocols::l4::socket::SocketAddr::Inet(info.addr),
-            weight: info.weight,
-            ext: Default::default(),
-        };
-        match &self.balancer {
-            Balancer::RoundRobin(lb) => lb.backends().ready(&backend),
-            Balancer::Hash(lb) => lb.backends().ready(&backend),
-        }
+        info.stats.passes_checks()
     }
 }
 

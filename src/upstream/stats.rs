@@ -1,8 +1,9 @@
 //! Recent behaviour of one backend, for the admin API and the status page:
 //! requests, errors, and a moving average of response-header latency. All
-//! atomics: recorded on the request path without locks.
+//! atomics: recorded on the request path without locks. Also whether the
+//! active health check has the backend out of service.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 #[derive(Debug, Default)]
@@ -19,6 +20,10 @@ pub struct BackendStats {
     /// When it last entered service (ms on [`super::outlier::now_ms`]'s
     /// clock; 0: there from the start), for slow start.
     in_service_since_ms: AtomicU64,
+    /// The active health check's verdict, as its transitions report it
+    /// (see [`super::health::HealthMetrics`]): false until a check fails
+    /// enough times in a row, as Pingora starts every backend healthy.
+    failing_checks: AtomicBool,
 }
 
 /// One request in flight to a backend: counted while it lives.
@@ -62,6 +67,16 @@ impl BackendStats {
 
     pub(crate) fn in_service_since_ms(&self) -> u64 {
         self.in_service_since_ms.load(Ordering::Relaxed)
+    }
+
+    /// Records a health-check transition.
+    pub(crate) fn set_passes_checks(&self, healthy: bool) {
+        self.failing_checks.store(!healthy, Ordering::Relaxed);
+    }
+
+    /// Whether the active health check lets traffic go here now.
+    pub(crate) fn passes_checks(&self) -> bool {
+        !self.failing_checks.load(Ordering::Relaxed)
     }
 
     /// Times passive health ejected this backend.
