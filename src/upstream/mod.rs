@@ -317,9 +317,10 @@ impl Pool {
             tls: health_tls,
             update_every: discovery_interval,
         };
-        // The adaptive selections choose among the round-robin balancer's
-        // healthy backends themselves (see `adaptive`); Pingora's balancer
-        // still runs their health checks and discovery.
+        // Round robin and the adaptive selections choose among the members
+        // themselves (see `selection`, `adaptive`); Pingora's balancer
+        // still runs their health checks and discovery. Consistent hashing
+        // walks its Ketama ring.
         let balancer = match cfg.selection {
             Selection::ConsistentHash => Balancer::Hash(Arc::new(load_balancer(source(), setup))),
             _ => Balancer::RoundRobin(Arc::new(load_balancer(source(), setup))),
