@@ -125,38 +125,44 @@ impl Directives {
     /// Parses every line of the field; `None` if there is no line at all.
     pub fn parse<'a>(lines: impl IntoIterator<Item = &'a [u8]>) -> Option<Directives> {
         let mut d = Directives::default();
-        let mut seen = std::collections::HashSet::new();
+        // The first occurrence of a directive wins; only the ones obeyed
+        // are remembered, one bit each.
+        let mut seen = 0u32;
+        let mut first = |bit: u32| {
+            let new = seen & (1 << bit) == 0;
+            seen |= 1 << bit;
+            new
+        };
         let mut any = false;
         for line in lines {
             any = true;
             let line = String::from_utf8_lossy(line);
             for (name, value) in split_directives(&line) {
-                if !seen.insert(name.clone()) {
-                    continue; // the first occurrence wins
-                }
                 let v = value.as_deref();
                 match name.as_str() {
-                    "max-age" => d.max_age = Some(seconds(v)),
-                    "s-maxage" => d.s_maxage = Some(seconds(v)),
-                    "no-store" => d.no_store = true,
-                    "no-cache" => {
+                    "max-age" if first(0) => d.max_age = Some(seconds(v)),
+                    "s-maxage" if first(1) => d.s_maxage = Some(seconds(v)),
+                    "no-store" if first(2) => d.no_store = true,
+                    "no-cache" if first(3) => {
                         d.no_cache = true;
                         d.no_cache_fields = field_names(v);
                     }
-                    "private" => {
+                    "private" if first(4) => {
                         d.private = true;
                         d.private_fields = field_names(v);
                     }
-                    "public" => d.public = true,
-                    "must-revalidate" => d.must_revalidate = true,
-                    "proxy-revalidate" => d.proxy_revalidate = true,
-                    "must-understand" => d.must_understand = true,
-                    "stale-while-revalidate" => d.stale_while_revalidate = Some(seconds(v)),
-                    "stale-if-error" => d.stale_if_error = Some(seconds(v)),
-                    "no-transform" => d.no_transform = true,
-                    "max-stale" => d.max_stale = Some(v.map(|v| seconds(Some(v)))),
-                    "min-fresh" => d.min_fresh = Some(seconds(v)),
-                    "only-if-cached" => d.only_if_cached = true,
+                    "public" if first(5) => d.public = true,
+                    "must-revalidate" if first(6) => d.must_revalidate = true,
+                    "proxy-revalidate" if first(7) => d.proxy_revalidate = true,
+                    "must-understand" if first(8) => d.must_understand = true,
+                    "stale-while-revalidate" if first(9) => {
+                        d.stale_while_revalidate = Some(seconds(v))
+                    }
+                    "stale-if-error" if first(10) => d.stale_if_error = Some(seconds(v)),
+                    "no-transform" if first(11) => d.no_transform = true,
+                    "max-stale" if first(12) => d.max_stale = Some(v.map(|v| seconds(Some(v)))),
+                    "min-fresh" if first(13) => d.min_fresh = Some(seconds(v)),
+                    "only-if-cached" if first(14) => d.only_if_cached = true,
                     _ => {}
                 }
             }

@@ -208,7 +208,6 @@ pub fn evaluate(
     if !(200..=599).contains(&status) || status == 206 || status == 304 {
         return Err(NotStored::Status);
     }
-    let epoch = epoch(resp, exchange);
     if let Some(ttl) = policy.force_ttl {
         return Ok(Storable {
             epoch: exchange.response_time,
@@ -283,6 +282,9 @@ pub fn evaluate(
     // Stale on arrival and nothing to revalidate with: storing it would
     // only ever cost a lookup.
     let has_validator = resp.contains_key(http::header::ETAG) || resp.contains_key(LAST_MODIFIED);
+    // Only now, with storing still possible: parsing `Date` is the dearest
+    // step here, and most refusals (no-store, private) do not need it.
+    let epoch = epoch(resp, exchange);
     let fresh_until = epoch.checked_add(lifetime).unwrap_or(epoch);
     if fresh_until <= exchange.response_time && !has_validator {
         return Err(NotStored::NoFreshness);
