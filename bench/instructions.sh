@@ -22,6 +22,9 @@
 #   naive_pass     naive Pingora proxy (no routing, headers, metrics, logs)
 #   naive_timeouts_pass  the same with Parapet's default upstream timeouts
 #                  (Pingora arms timers for them; the bare proxy has none)
+#   naive_hit      the naive proxy answering every request from
+#                  request_filter with a copy of one prebuilt 1 KiB response:
+#                  the least any hit served through Pingora's session costs
 #   nginx_pass     nginx proxy_pass, upstream keepalive
 #   nginx_hit      nginx proxy_cache hit
 #   nginx_h2tls_hit  nginx proxy_cache hit, HTTP/2 over TLS
@@ -34,7 +37,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-3000}
 WARM=${WARM:-200}
-SCENARIOS=${SCENARIOS:-"hit pass pass_nostore h2c_hit h2tls_hit naive_pass naive_timeouts_pass nginx_pass nginx_hit nginx_h2tls_hit"}
+SCENARIOS=${SCENARIOS:-"hit pass pass_nostore h2c_hit h2tls_hit naive_hit naive_pass naive_timeouts_pass nginx_pass nginx_hit nginx_h2tls_hit"}
 BIN=${PARAPET_BIN:-target/release/parapet}
 NAIVE=${NAIVE_BIN:-target/release/examples/naive_proxy}
 command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)" >&2; exit 2; }
@@ -217,11 +220,13 @@ run() { # scenario -> echo "scenario instructions"  (or "scenario skipped: why")
       mkdir -p "$d"; parapet_config "$p" "$cache" "$h2c" "$tls" >"$d.yaml"
       RUST_LOG=warn,parapet::access=off start_vg "$d" "$BIN" -c "$d.yaml"
       ;;
-    naive_pass | naive_timeouts_pass)
+    naive_pass | naive_timeouts_pass | naive_hit)
       [ -x "$NAIVE" ] || { echo "$sc skipped: no $NAIVE"; return; }
       path=/1k
-      local timeouts=0; [ "$sc" = naive_timeouts_pass ] && timeouts=1
-      NAIVE_TIMEOUTS=$timeouts start_vg "$d" "$NAIVE" "127.0.0.1:$p" "127.0.0.1:$ORIGIN"
+      local timeouts=0 respond=0
+      [ "$sc" = naive_timeouts_pass ] && timeouts=1
+      [ "$sc" = naive_hit ] && respond=1
+      NAIVE_TIMEOUTS=$timeouts NAIVE_RESPOND=$respond start_vg "$d" "$NAIVE" "127.0.0.1:$p" "127.0.0.1:$ORIGIN"
       ;;
     nginx_pass | nginx_hit | nginx_h2tls_hit)
       command -v nginx >/dev/null || { echo "$sc skipped: no nginx"; return; }
@@ -285,12 +290,13 @@ echo
 awk '
   { v[$1] = $2; order[NR] = $1 }
   END {
-    print "| scenario | instructions/request | vs naive Pingora pass | vs naive with timeouts | vs nginx (same kind) |"
+    print "| scenario | instructions/request | vs naive Pingora (pass: proxy; hit: responder) | vs naive with timeouts | vs nginx (same kind) |"
     print "|---|--:|--:|--:|--:|"
     for (i = 1; i <= NR; i++) {
       s = order[i]; x = v[s]
       if (x !~ /^[0-9]+$/) { printf "| %s | %s | | | |\n", s, x; continue }
       np = (v["naive_pass"] ~ /^[0-9]+$/ && s ~ /^pass/) ? sprintf("%+d", x - v["naive_pass"]) : ""
+      if (v["naive_hit"] ~ /^[0-9]+$/ && s == "hit") np = sprintf("%+d", x - v["naive_hit"])
       nt = (v["naive_timeouts_pass"] ~ /^[0-9]+$/ && s ~ /^pass/) ? sprintf("%+d", x - v["naive_timeouts_pass"]) : ""
       # h2c has no nginx anchor here (nginx-light: no HTTP/2 without TLS in this config)
       peer = (s ~ /h2tls/) ? "nginx_h2tls_hit" : (s ~ /hit/) ? "nginx_hit" : "nginx_pass"
