@@ -11,6 +11,8 @@
 #   SCENARIOS="hit pass" bench/instructions.sh
 #   PARAPET_BIN=/tmp/old-parapet NO_BUILD=1 bench/instructions.sh
 #   ANNOTATE=1 SCENARIOS=pass bench/instructions.sh   # also the costliest functions
+#   KEEP=1 ...; then bench/callgrind.py diff|incl|callees|callers on the
+#   scenarios' directories in the work dir (per request; see its --help)
 #
 # Scenarios (1 KiB bodies; N requests on one HTTP/1.1 keep-alive connection,
 # or one h2c connection, after an uncounted warm-up):
