@@ -29,6 +29,9 @@ pub struct BackendInfo {
     pub stats: Arc<BackendStats>,
 }
 
+/// Sets up to this size are searched in order (see [`BackendSet::find`]).
+const SCAN_UP_TO: usize = 16;
+
 /// One generation of a pool's backends. Derefs to the current backends.
 #[derive(Debug, Default)]
 pub struct BackendSet {
@@ -46,6 +49,10 @@ pub struct BackendSet {
     /// Weighted round robin's table: each backend's index in `current`,
     /// `weight` times over.
     weighted: Box<[u32]>,
+    /// For sets larger than [`SCAN_UP_TO`]: `current`'s indexes ordered by
+    /// address (a stable sort: the first of an address listed twice comes
+    /// first), for [`BackendSet::find`].
+    by_addr: Box<[u32]>,
 }
 
 impl Deref for BackendSet {
@@ -62,20 +69,36 @@ impl BackendSet {
         let weighted = (0..current.len() as u32)
             .flat_map(|i| std::iter::repeat_n(i, current[i as usize].weight))
             .collect();
+        let mut by_addr: Vec<u32> = Vec::new();
+        if current.len() > SCAN_UP_TO {
+            by_addr.extend(0..current.len() as u32);
+            by_addr.sort_by_key(|&i| current[i as usize].addr);
+        }
         BackendSet {
             current,
             departed: Vec::new(),
             max_iterations: 256.max(2 * total_weight),
             weighted,
+            by_addr: by_addr.into(),
         }
     }
 
     /// The backend at `addr`, current or removed by the latest change.
+    /// Requests look backends up a few times each: a large set is
+    /// searched by halves, a small one in order (cheaper there).
     pub(super) fn find(&self, addr: SocketAddr) -> Option<&BackendInfo> {
-        self.current
-            .iter()
-            .chain(&self.departed)
-            .find(|b| b.addr == addr)
+        let current = if self.by_addr.is_empty() {
+            self.current.iter().find(|b| b.addr == addr)
+        } else {
+            let at = self
+                .by_addr
+                .partition_point(|&i| self.current[i as usize].addr < addr);
+            self.by_addr
+                .get(at)
+                .map(|&i| &self.current[i as usize])
+                .filter(|b| b.addr == addr)
+        };
+        current.or_else(|| self.departed.iter().find(|b| b.addr == addr))
     }
 
     pub(super) fn max_iterations(&self) -> usize {
@@ -203,5 +226,25 @@ mod tests {
         let third = second.succeeded_by(second.to_vec());
         assert!(third.find(gone).is_none());
         assert!(third.same_as(&second));
+    }
+
+    #[test]
+    fn find_knows_every_backend_and_the_first_of_a_repeated_address() {
+        // Addresses out of order, one listed twice.
+        let mut list: Vec<BackendInfo> = (0..40u16)
+            .map(|i| {
+                let port = (i * 7919) % 997 + 1;
+                backend(&format!("127.0.0.{}:{port}", i % 3 + 1), &format!("b{i}"))
+            })
+            .collect();
+        list.push(backend(&list[5].addr.to_string(), "again"));
+        let set = BackendSet::new(list.clone());
+        for b in &list[..40] {
+            assert_eq!(
+                set.find(b.addr).map(|f| f.label.as_str()),
+                Some(b.label.as_str())
+            );
+        }
+        assert!(set.find("127.0.0.9:1".parse().unwrap()).is_none());
     }
 }
