@@ -231,7 +231,7 @@ mod tests {
     #[test]
     fn find_knows_every_backend_and_the_first_of_a_repeated_address() {
         // Addresses out of order, one listed twice.
-        let mut list: Vec<BackendInfo> = (0..40u16)
+        let mut list: Vec<BackendInfo> = (0..40u32)
             .map(|i| {
                 let port = (i * 7919) % 997 + 1;
                 backend(&format!("127.0.0.{}:{port}", i % 3 + 1), &format!("b{i}"))
