@@ -238,7 +238,7 @@ impl Pool {
                 .members
                 .load()
                 .find(addr)
-                .is_some_and(|b| outlier::of(&b.stats).is_ejected(std::time::Instant::now()))
+                .is_some_and(|b| self.ejected(b))
     }
 
     /// Whether [`Pool::select`] could still find a backend outside `exclude`.
@@ -252,7 +252,7 @@ impl Pool {
         members
             .iter()
             .filter(untried)
-            .any(|b| self.ready(b) && !self.is_ejected(b.addr))
+            .any(|b| self.ready(b) && !self.ejected(b))
             || (self.locality.is_some() && members.iter().any(|b| untried(&b)))
     }
 
